@@ -1,0 +1,48 @@
+"""The activation registry: one name -> one elementwise function of ``jax.numpy``.
+
+Every activation is a scalar-to-scalar function applied elementwise; its derivatives are taken with
+``jax.grad`` where needed (theory, tests), so only the function itself is registered. Adding an
+activation is one entry in ``ACTIVATIONS``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+Activation = Callable[[jax.Array], jax.Array]
+
+
+def _hard_tanh(x: jax.Array) -> jax.Array:
+    return jnp.clip(x, -1.0, 1.0)
+
+
+def _linear(x: jax.Array) -> jax.Array:
+    return x
+
+
+def _gelu(x: jax.Array) -> jax.Array:
+    return jax.nn.gelu(x, approximate=False)
+
+
+ACTIVATIONS: dict[str, Activation] = {
+    "tanh": jnp.tanh,
+    "relu": jax.nn.relu,
+    "erf": jax.scipy.special.erf,
+    "sigmoid": jax.nn.sigmoid,
+    "hard_tanh": _hard_tanh,
+    "linear": _linear,
+    "selu": jax.nn.selu,
+    "gelu": _gelu,
+    "swish": jax.nn.swish,
+}
+
+
+def get_activation(name: str) -> Activation:
+    """Return the elementwise activation registered under ``name`` (KeyError lists the choices)."""
+    try:
+        return ACTIVATIONS[name]
+    except KeyError:
+        raise KeyError(f"unknown activation {name!r}; choose from {sorted(ACTIVATIONS)}") from None
