@@ -1,0 +1,72 @@
+"""Helpers shared by the figure functions: reading the resolved config and reducing the grid."""
+
+from __future__ import annotations
+
+import tomllib
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import xarray as xr  # noqa: E402
+
+
+def run_config(ds: xr.Dataset) -> dict[str, dict[str, Any]]:
+    """The resolved experiment saved with the results (swept fields as lists)."""
+    return tomllib.loads(ds.attrs.get("config", ""))
+
+
+def fixed_value(ds: xr.Dataset, field: str) -> Any:
+    """A config field's value, or its swept values as a list."""
+    section, key = field.split(".")
+    return run_config(ds).get(section, {}).get(key)
+
+
+def last_recorded(da: xr.DataArray) -> xr.DataArray:
+    """Each variant's value at its last finite step (steps may differ between groups)."""
+    values = np.moveaxis(da.values, da.get_axis_num("step"), -1)
+    finite = np.isfinite(values)
+    last = np.where(finite.any(-1), values.shape[-1] - 1 - np.argmax(finite[..., ::-1], axis=-1), 0)
+    picked = np.take_along_axis(values, last[..., None], axis=-1)[..., 0]
+    return xr.DataArray(picked, dims=[d for d in da.dims if d != "step"], coords={
+        d: da.coords[d] for d in da.dims if d != "step" and d in da.coords})
+
+
+def final_accuracy(ds: xr.Dataset, variable: str = "train_accuracy") -> xr.DataArray:
+    """Accuracy at the end of training; diverged (or missing) variants count as chance level."""
+    n_classes = int(ds.attrs.get("n_classes", 10))
+    final = last_recorded(ds[variable])
+    failed = ds["diverged"] | ~ds["completed"]
+    return final.where(~failed, 1.0 / n_classes)
+
+
+def reduce_to(da: xr.DataArray, keep: tuple[str, ...]) -> tuple[xr.DataArray, str]:
+    """Average over ``seed``; take the best (max) over any other dim not in ``keep``. Returns the
+    reduced array and a phrase saying what was done (for titles)."""
+    notes = []
+    if "seed" in da.dims and "seed" not in keep:
+        notes.append(f"mean over {da.sizes['seed']} seeds")
+        da = da.mean("seed")
+    for dim in [d for d in da.dims if d not in keep]:
+        notes.append(f"best over {dim}")
+        da = da.max(dim)
+    return da, ", ".join(notes)
+
+
+def spread(values: np.ndarray, k: int) -> list:
+    """Up to k values spread evenly over a sorted list (always including both ends)."""
+    values = list(values)
+    if len(values) <= k:
+        return values
+    return [values[i] for i in np.unique(np.linspace(0, len(values) - 1, k).round().astype(int))]
+
+
+def describe(ds: xr.Dataset) -> str:
+    """One line saying what was run, for figure titles."""
+    c = run_config(ds)
+    m, d, t = c.get("model", {}), c.get("data", {}), c.get("train", {})
+    lr = t.get("learning_rate")
+    return (f"{m.get('activation')} {m.get('arch', 'mlp')}, width {m.get('width')}, {m.get('init')} init, "
+            f"{d.get('name')}, {t.get('optimizer')} lr={lr}, {t.get('steps')} steps")

@@ -1,0 +1,127 @@
+"""The ``sweep`` command: argument parsing only; the work lives in importable functions.
+
+    sweep run EXPERIMENT.toml --out DIR [--set section.key=value ...] [--force | --resume]
+    sweep plot DIR
+    sweep demo [--out DIR]
+    sweep theory --activation NAME --sigma-b2 X [--sigma-w2 A B ...] [--json] [--plot FILE]
+
+Bad input exits with code 2 and one line on stderr naming the file and the field.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from importlib import resources
+from pathlib import Path
+
+from sweep.config import ConfigError
+
+DEMO_EXPERIMENT = "demo.toml"  # shipped inside the package (sweep/experiments/demo.toml)
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override any field, lists and ranges included, e.g. --set 'model.depth=[10,20]'")
+    parser.add_argument("--force", action="store_true", help="overwrite results already in --out")
+    parser.add_argument("--resume", action="store_true", help="finish an interrupted run in --out")
+    parser.add_argument("--chunk-size", type=int, default=None, help="variants per chunk (default: from memory)")
+    parser.add_argument("--memory-budget", type=float, default=None, metavar="GB",
+                        help="memory for one chunk, per device (default: half of what is free)")
+    parser.add_argument("--no-plot", action="store_true", help="do not draw figures into DIR/figures")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sweep", description="Train many network variants at once and "
+                                     "measure why deep networks do or do not train.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run an experiment file")
+    run.add_argument("experiment", type=Path)
+    run.add_argument("--out", type=Path, required=True, help="output directory")
+    _add_run_options(run)
+    plot = commands.add_parser("plot", help="draw the figures of a finished run")
+    plot.add_argument("directory", type=Path)
+    demo = commands.add_parser("demo", help="tanh MLP on MNIST-1D: a trainability phase diagram in minutes")
+    demo.add_argument("--out", type=Path, default=Path("runs/demo"))
+    _add_run_options(demo)
+    theory = commands.add_parser("theory", help="mean-field theory: q*, c*, chi_1, depth scales")
+    try:  # TEMP until theory_cli lands
+        from sweep.theory_cli import add_theory_arguments
+        add_theory_arguments(theory)
+    except ImportError:
+        pass
+    return parser
+
+
+def _print_summary(results, out: Path | None, figures: list[Path]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    a = results.attrs
+    table = Table(title="sweep summary")
+    for column in ("groups", "variants", "compile s", "run s", "variant-steps/s", "diverged", "devices"):
+        table.add_column(column, justify="right")
+    table.add_row(str(a["n_groups"]), str(a["n_variants"]), f"{a['compile_seconds']:.1f}",
+                  f"{a['run_seconds']:.1f}", f"{a['variant_steps_per_second']:,.0f}",
+                  str(int(results["diverged"].sum())), a["devices"])
+    console = Console()
+    console.print(table)
+    if out is not None:
+        console.print(f"results: {out / 'results.nc'}")
+    for path in figures:
+        console.print(f"figure:  {path}")
+
+
+def _run(args: argparse.Namespace, experiment: Path | str) -> int:
+    import jax
+
+    from sweep.engine import run
+
+    if not args.quiet:
+        devices = jax.devices()
+        print(f"sweep: {len(devices)} device(s): {', '.join(sorted({d.device_kind for d in devices}))}",
+              file=sys.stderr)
+    results = run(experiment, args.out, tuple(args.overrides), force=args.force, resume=args.resume,
+                  chunk_size=args.chunk_size, memory_budget_gb=args.memory_budget, progress=not args.quiet)
+    figures = [] if args.no_plot else _plot(results, args.out)
+    if not args.quiet:
+        _print_summary(results, args.out, figures)
+    return 0
+
+
+def _plot(results, out: Path) -> list[Path]:
+    from plots.figures import draw_all
+
+    return draw_all(results, out / "figures")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return _run(args, args.experiment)
+        if args.command == "demo":
+            with resources.as_file(resources.files("sweep") / DEMO_EXPERIMENT) as path:
+                return _run(args, path)
+        if args.command == "plot":
+            from sweep.store import load
+
+            for path in _plot(load(args.directory), args.directory):
+                print(f"figure: {path}")
+            return 0
+        if args.command == "theory":
+            from sweep.theory_cli import run_theory
+
+            return run_theory(args)
+    except (ConfigError, FileNotFoundError) as error:
+        print(f"sweep: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("sweep: interrupted; finished chunks are saved (rerun with --resume)", file=sys.stderr)
+        return 130
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

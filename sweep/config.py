@@ -1,0 +1,343 @@
+"""Experiment files: TOML -> a validated ``Experiment`` (a base ``Config`` plus sweep axes).
+
+An experiment file has the sections ``[model]``, ``[data]``, ``[train]`` and ``[measure]``. Every field
+is either fixed (a scalar) or swept:
+
+    sigma_w2 = [1.0, 2.0]                  # a list of values
+    sigma_w2 = {linspace = [1, 4, 13]}     # numpy.linspace(a, b, n)
+    sigma_w2 = {geomspace = [0.5, 8, 5]}   # numpy.geomspace(a, b, n)
+    depth = {range = [10, 101, 10]}        # range(start, stop, step)
+
+Integer fields round ``linspace``/``geomspace`` values to the nearest integer and drop duplicates. The
+grid is the product of all swept fields, in the order they appear in ``FIELDS``. Everything is checked
+before any JAX code runs; a bad value raises ``ConfigError`` with one line naming the file and the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import tomllib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sweep.activations import ACTIVATIONS
+
+OPTIMIZERS = ("sgd", "momentum", "adam", "rmsprop")
+DATASETS = ("mnist1d", "gaussian_mixture", "mnist", "fashion_mnist", "cifar10")
+INITS = ("gaussian", "orthogonal")
+ARCHS = ("mlp",)  # kept in sync with sweep.models.ARCHITECTURES (tested)
+
+
+class ConfigError(ValueError):
+    """A bad experiment file or override; the message is one line naming the source and the field."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    arch: str = "mlp"
+    activation: str = "tanh"
+    width: int = 64
+    depth: int = 10
+    init: str = "gaussian"
+    sigma_w2: float = 1.76
+    sigma_b2: float = 0.05
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    name: str = "mnist1d"
+    n_train: int = 4000
+    n_test: int = 1000
+    path: str = ""
+    input_dim: int = 40
+    n_classes: int = 10
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    optimizer: str = "sgd"
+    learning_rate: float = 0.01
+    momentum: float = 0.9
+    steps: int = 300
+    batch_size: int = 64
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class MeasureConfig:
+    every: int = 25
+    n_eval: int = 512
+    trained_accuracy: float = 0.5
+
+
+@dataclass(frozen=True)
+class Config:
+    """One fully resolved network variant (or the base of an experiment)."""
+
+    model: ModelConfig = ModelConfig()
+    data: DataConfig = DataConfig()
+    train: TrainConfig = TrainConfig()
+    measure: MeasureConfig = MeasureConfig()
+
+    def get(self, field: str) -> Any:
+        section, key = field.split(".")
+        return getattr(getattr(self, section), key)
+
+    def replace(self, values: Mapping[str, Any]) -> Config:
+        """A copy with ``{"section.key": value}`` replaced."""
+        sections = {name: getattr(self, name) for name in SECTIONS}
+        for field, value in values.items():
+            section, key = field.split(".")
+            sections[section] = dataclasses.replace(sections[section], **{key: value})
+        return Config(**sections)
+
+    def as_dict(self) -> dict[str, dict[str, Any]]:
+        return dataclasses.asdict(self)
+
+
+SECTIONS: dict[str, type] = {
+    "model": ModelConfig,
+    "data": DataConfig,
+    "train": TrainConfig,
+    "measure": MeasureConfig,
+}
+
+
+# ---------------------------------------------------------------------------------------------- fields
+@dataclass(frozen=True)
+class Field:
+    """How one ``section.key`` is typed and checked, and whether it changes shapes/code (static)."""
+
+    kind: type  # int, float or str
+    static: bool
+    check: Callable[[Any], str | None] = lambda value: None  # returns a problem or None
+
+
+def _positive(value: float) -> str | None:
+    return None if value > 0 else f"must be positive, got {value}"
+
+
+def _non_negative(value: float) -> str | None:
+    return None if value >= 0 else f"must be non-negative, got {value}"
+
+
+def _unit_interval(value: float) -> str | None:
+    return None if 0 <= value < 1 else f"must lie in [0, 1), got {value}"
+
+
+def _choice(choices: Iterable[str]) -> Callable[[str], str | None]:
+    options = tuple(choices)
+    return lambda value: None if value in options else f"unknown value {value!r}; choose from {list(options)}"
+
+
+FIELDS: dict[str, Field] = {
+    "model.arch": Field(str, True, _choice(ARCHS)),
+    "model.activation": Field(str, True, _choice(ACTIVATIONS)),
+    "model.width": Field(int, True, _positive),
+    "model.depth": Field(int, True, _positive),
+    "model.init": Field(str, True, _choice(INITS)),
+    "model.sigma_w2": Field(float, False, _non_negative),
+    "model.sigma_b2": Field(float, False, _non_negative),
+    "data.name": Field(str, True, _choice(DATASETS)),
+    "data.n_train": Field(int, True, _positive),
+    "data.n_test": Field(int, True, _positive),
+    "data.path": Field(str, True),
+    "data.input_dim": Field(int, True, _positive),
+    "data.n_classes": Field(int, True, lambda v: None if v >= 2 else f"must be at least 2, got {v}"),
+    "train.optimizer": Field(str, True, _choice(OPTIMIZERS)),
+    "train.learning_rate": Field(float, False, _positive),
+    "train.momentum": Field(float, False, _unit_interval),
+    "train.steps": Field(int, True, _non_negative),
+    "train.batch_size": Field(int, True, _positive),
+    "train.seed": Field(int, False, _non_negative),
+    "measure.every": Field(int, True, _positive),
+    "measure.n_eval": Field(int, True, _positive),
+    "measure.trained_accuracy": Field(float, True, lambda v: None if 0 <= v <= 1 else f"must lie in [0, 1], got {v}"),
+}
+STATIC_FIELDS = tuple(f for f, spec in FIELDS.items() if spec.static)
+DYNAMIC_FIELDS = tuple(f for f, spec in FIELDS.items() if not spec.static)
+
+
+def axis_name(field: str) -> str:
+    """The results dimension of a swept field: its last component (``model.sigma_w2`` -> ``sigma_w2``)."""
+    return field.split(".")[1]
+
+
+@dataclass(frozen=True)
+class Axis:
+    field: str  # "model.sigma_w2"
+    values: tuple[Any, ...]
+
+    @property
+    def name(self) -> str:
+        return axis_name(self.field)
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A base config plus the swept axes; the grid is the product of ``axes`` (first axis slowest)."""
+
+    base: Config
+    axes: tuple[Axis, ...]
+    source: str = "<config>"
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(len(axis.values) for axis in self.axes)
+
+    @property
+    def n_variants(self) -> int:
+        return math.prod(self.shape)
+
+    def to_toml_dict(self) -> dict[str, dict[str, Any]]:
+        """The resolved experiment as TOML-ready sections: swept fields as explicit value lists."""
+        sections = self.base.as_dict()
+        for axis in self.axes:
+            section, key = axis.field.split(".")
+            sections[section][key] = list(axis.values)
+        return sections
+
+    def fingerprint(self) -> str:
+        """A hash of the resolved experiment: equal iff the same variants would be computed."""
+        text = json.dumps(self.to_toml_dict(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------------------------- parsing
+def _fail(source: str, field: str, problem: str) -> ConfigError:
+    return ConfigError(f"{source}: {field}: {problem}")
+
+
+def _scalar(value: Any, spec: Field, source: str, field: str) -> Any:
+    """Type-check and convert one scalar value."""
+    if spec.kind is str:
+        if not isinstance(value, str):
+            raise _fail(source, field, f"expected a string, got {value!r}")
+    elif isinstance(value, bool) or not isinstance(value, int | float):
+        raise _fail(source, field, f"expected a number, got {value!r}")
+    elif spec.kind is int:
+        if isinstance(value, float) and not value.is_integer():
+            raise _fail(source, field, f"expected an integer, got {value!r}")
+        value = int(value)
+    else:
+        value = float(value)
+        if not math.isfinite(value):
+            raise _fail(source, field, f"expected a finite number, got {value!r}")
+    problem = spec.check(value)
+    if problem:
+        raise _fail(source, field, problem)
+    return value
+
+
+def _range_values(kind: str, args: Any, spec: Field, source: str, field: str) -> list[Any]:
+    if not isinstance(args, list) or len(args) != 3 or not all(isinstance(a, int | float) for a in args):
+        raise _fail(source, field, f"{{{kind} = [a, b, n]}} needs three numbers, got {args!r}")
+    if kind == "range":
+        if not all(isinstance(a, int) and not isinstance(a, bool) for a in args) or args[2] == 0:
+            raise _fail(source, field, f"{{range = [start, stop, step]}} needs integers, step != 0; got {args}")
+        return list(range(*args))
+    a, b, n = args
+    if not isinstance(n, int) or n < 1:
+        raise _fail(source, field, f"{{{kind} = [a, b, n]}} needs a positive integer n, got {n!r}")
+    if kind == "geomspace" and (a <= 0 or b <= 0):
+        raise _fail(source, field, f"{{geomspace = [a, b, n]}} needs positive a and b, got {args}")
+    values = (np.linspace if kind == "linspace" else np.geomspace)(a, b, n)
+    if spec.kind is int:
+        return list(dict.fromkeys(int(round(v)) for v in values))
+    return [float(v) for v in values]
+
+
+def parse_value(raw: Any, field: str, source: str) -> tuple[Any, ...] | Any:
+    """A raw TOML value -> a checked scalar, or a tuple of checked values if it sweeps."""
+    spec = FIELDS[field]
+    if isinstance(raw, dict):
+        if len(raw) != 1 or next(iter(raw)) not in ("linspace", "geomspace", "range"):
+            raise _fail(source, field, f"a table must be one of {{linspace|geomspace|range = [...]}}, got {raw}")
+        kind, args = next(iter(raw.items()))
+        raw = _range_values(kind, args, spec, source, field)
+    elif not isinstance(raw, list):
+        return _scalar(raw, spec, source, field)
+    if not raw:
+        raise _fail(source, field, "the sweep is empty")
+    values = tuple(_scalar(v, spec, source, field) for v in raw)
+    if len(set(values)) != len(values):
+        raise _fail(source, field, f"the sweep repeats a value: {list(values)}")
+    return values
+
+
+def _check_sections(raw: Mapping[str, Any], source: str) -> None:
+    for section, body in raw.items():
+        if section not in SECTIONS:
+            raise ConfigError(f"{source}: unknown section [{section}]; expected one of {list(SECTIONS)}")
+        if not isinstance(body, dict):
+            raise ConfigError(f"{source}: [{section}] must be a table")
+        for key in body:
+            if f"{section}.{key}" not in FIELDS:
+                known = [f.split(".")[1] for f in FIELDS if f.startswith(section + ".")]
+                raise ConfigError(f"{source}: unknown key {section}.{key}; [{section}] accepts {known}")
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"section.key=value"`` -> (field, raw TOML value); bare words are strings."""
+    field, sep, value = text.partition("=")
+    field = field.strip()
+    if not sep or field.count(".") != 1:
+        raise ConfigError(f"--set {text!r}: expected section.key=value")
+    section, key = field.split(".")
+    if section not in SECTIONS:
+        raise ConfigError(f"--set {text!r}: unknown section [{section}]")
+    if field not in FIELDS:
+        raise ConfigError(f"--set {text!r}: unknown key {field}")
+    value = value.strip()
+    try:
+        return field, tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        if value and value[0] not in "[{\"'" and all(c.isalnum() or c in "_-./" for c in value):
+            return field, value  # a bare word such as relu
+        raise ConfigError(f"--set {text!r}: cannot parse the value {value!r} as TOML") from None
+
+
+def experiment_from_dict(
+    raw: Mapping[str, Any], source: str = "<config>", overrides: Iterable[str] = ()
+) -> Experiment:
+    """Validate a parsed TOML mapping plus ``--set`` overrides into an ``Experiment``."""
+    _check_sections(raw, source)
+    values: dict[str, tuple[str, Any]] = {}
+    for section, body in raw.items():
+        for key, value in body.items():
+            values[f"{section}.{key}"] = (source, value)
+    for text in overrides:
+        field, value = parse_override(text)
+        values[field] = ("--set", value)
+    fixed: dict[str, Any] = {}
+    axes: list[Axis] = []
+    for field in FIELDS:
+        if field not in values:
+            continue
+        origin, raw_value = values[field]
+        parsed = parse_value(raw_value, field, origin)
+        if isinstance(parsed, tuple):
+            axes.append(Axis(field, parsed))
+        else:
+            fixed[field] = parsed
+    base = Config().replace(fixed)
+    return Experiment(base=base, axes=tuple(axes), source=source)
+
+
+def load_experiment(path: str | Path, overrides: Iterable[str] = ()) -> Experiment:
+    """Read and validate an experiment TOML file (plus ``--set`` overrides)."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such experiment file") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: not valid TOML ({error})") from None
+    return experiment_from_dict(raw, str(path), overrides)

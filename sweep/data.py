@@ -1,0 +1,85 @@
+"""Datasets as plain arrays: generated locally (MNIST-1D, a Gaussian mixture) or read from local files.
+
+Nothing is downloaded. MNIST-1D is produced by the ``mnist1d`` package's procedural generator with its
+default arguments (seed 42), so everyone gets the same data. Inputs are float32 ``[n, features]``,
+standardised; labels int32 ``[n]``.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+
+from sweep.config import ConfigError, DataConfig
+from sweep.dataset_files import LOADERS, DataFileError, standardise
+
+
+@dataclass(frozen=True)
+class Dataset:
+    x_train: np.ndarray  # [n_train, input_dim] float32
+    y_train: np.ndarray  # [n_train] int32
+    x_test: np.ndarray  # [n_test, input_dim] float32
+    y_test: np.ndarray  # [n_test] int32
+    n_classes: int
+
+    @property
+    def input_dim(self) -> int:
+        return self.x_train.shape[1]
+
+
+@functools.lru_cache(maxsize=4)
+def _mnist1d(n_samples: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n_samples`` MNIST-1D examples (a multiple of 10), shuffled by the generator, standardised."""
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    args = get_dataset_args()
+    args.num_samples = n_samples
+    args.train_split = 1.0
+    state = np.random.get_state()  # the generator seeds numpy's global RNG; leave it as we found it
+    try:
+        raw = make_dataset(args)
+    finally:
+        np.random.set_state(state)
+    return raw["x"].astype(np.float32), raw["y"].astype(np.int32)
+
+
+def _gaussian_mixture(n: int, input_dim: int, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Class k has mean mu_k ~ N(0, I/2) and unit isotropic noise: separable, but not trivially."""
+    rng = np.random.default_rng(20170101)
+    means = rng.normal(0.0, np.sqrt(0.5), size=(n_classes, input_dim))
+    y = rng.integers(0, n_classes, size=n)
+    x = means[y] + rng.normal(size=(n, input_dim))
+    return x.astype(np.float32), y.astype(np.int32)
+
+
+def load_dataset(cfg: DataConfig, source: str = "<config>") -> Dataset:
+    """Build or read the dataset named by ``cfg.name``; first ``n_train`` train and ``n_test`` test rows."""
+    n = cfg.n_train + cfg.n_test
+    if cfg.name == "mnist1d":
+        x, y = _mnist1d(-(-n // 10) * 10)
+        n_classes = 10
+    elif cfg.name == "gaussian_mixture":
+        x, y = _gaussian_mixture(n, cfg.input_dim, cfg.n_classes)
+        n_classes = cfg.n_classes
+    else:
+        return _from_files(cfg, source)
+    x_train, x_test = standardise(x[: cfg.n_train], x[cfg.n_train : n])
+    return Dataset(x_train, y[: cfg.n_train], x_test, y[cfg.n_train : n], n_classes)
+
+
+def _from_files(cfg: DataConfig, source: str) -> Dataset:
+    """MNIST-format or CIFAR-10 files at ``cfg.path`` (the loaders standardise with training statistics)."""
+    if not cfg.path:
+        raise ConfigError(f"{source}: data.path: data.name = {cfg.name!r} reads local files; set data.path")
+    try:
+        x_train, y_train, x_test, y_test = LOADERS[cfg.name](cfg.path)
+    except DataFileError as error:
+        raise ConfigError(f"{source}: data.path: {error}") from None
+    if len(x_train) < cfg.n_train or len(x_test) < cfg.n_test:
+        raise ConfigError(
+            f"{source}: data.n_train: {cfg.name} at {cfg.path!r} has only "
+            f"{len(x_train)} training and {len(x_test)} test examples"
+        )
+    return Dataset(x_train[: cfg.n_train], y_train[: cfg.n_train], x_test[: cfg.n_test], y_test[: cfg.n_test], 10)

@@ -1,0 +1,126 @@
+"""Network architectures, written for ONE variant; ``sweep.train`` vmaps them over variants.
+
+An architecture is a ``Architecture(init, apply, n_layers)`` entry in ``ARCHITECTURES``:
+
+- ``init(key, sigma_w2, sigma_b2, spec) -> params``: the standard parameterisation of the papers,
+  ``W ~ N(0, sigma_w2 / fan_in)`` (or ``sigma_w`` times a random orthogonal matrix), ``b ~ N(0, sigma_b2)``.
+  The unit draws depend only on ``key`` (the variant's seed) and the shapes, so variants that differ
+  only in sigma_w2/sigma_b2 share them (common random numbers).
+- ``apply(params, x, phi) -> (logits, preactivation_q)`` with ``x: [batch, input_dim]``,
+  ``logits: [batch, n_classes]`` and ``preactivation_q: [n_layers]`` = mean of ``h^l`` squared per layer.
+- ``weight_matrices(params) -> [n_layers]`` pytree paths, used for per-layer gradient norms.
+
+Layers are numbered 1..L+1: hidden layers 1..L (``model.depth = L``), then the readout.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Params = dict[str, dict[str, jax.Array]]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Static shapes of one network."""
+
+    input_dim: int
+    width: int
+    depth: int  # number of hidden layers L
+    n_classes: int
+    init: str  # "gaussian" | "orthogonal"
+
+
+def _orthogonalise(z: jax.Array) -> jax.Array:
+    """A Haar-random matrix with orthonormal columns (or rows, if wide) from Gaussian ``z`` [m, n]."""
+    wide = z.shape[0] < z.shape[1]
+    q, r = jnp.linalg.qr(z.T if wide else z)
+    q = q * jnp.sign(jnp.diagonal(r))[None, :]
+    return q.T if wide else q
+
+
+def _unit_weight(z: jax.Array, init: str) -> jax.Array:
+    """From unit Gaussians z [fan_in, fan_out]: a matrix whose entries have variance 1/fan_in.
+
+    Gaussian: z / sqrt(fan_in). Orthogonal: orthonormal rows or columns have entries of variance
+    1/max(fan_in, fan_out), rescaled to 1/fan_in (square layers: exactly an orthogonal matrix).
+    """
+    fan_in, fan_out = z.shape[-2:]
+    if init == "gaussian":
+        return z / jnp.sqrt(fan_in)
+    q = jnp.vectorize(_orthogonalise, signature="(m,n)->(m,n)")(z)
+    return q * jnp.sqrt(max(fan_in, fan_out) / fan_in)
+
+
+def mlp_init(key: jax.Array, sigma_w2: jax.Array, sigma_b2: jax.Array, spec: ModelSpec) -> Params:
+    """Parameters of an MLP: ``input`` [d, N], ``hidden`` stacked [L-1, N, N], ``readout`` [N, C].
+
+    All unit draws come from ONE ``jax.random.normal`` call on the variant's key (one random-number
+    kernel to compile, whatever the depth), cut into the layers in a fixed order.
+    """
+    d, n, c, hidden = spec.input_dim, spec.width, spec.n_classes, spec.depth - 1
+    shapes = {
+        "input_w": (d, n), "readout_w": (n, c), "input_b": (n,), "readout_b": (c,),
+        "hidden_w": (hidden, n, n), "hidden_b": (hidden, n),
+    }
+    sizes = [math.prod(shape) for shape in shapes.values()]
+    flat = jax.random.normal(key, (sum(sizes),))
+    z = {name: part.reshape(shape) for (name, shape), part in
+         zip(shapes.items(), jnp.split(flat, np.cumsum(sizes)[:-1]), strict=True)}
+    sigma_w, sigma_b = jnp.sqrt(sigma_w2), jnp.sqrt(sigma_b2)
+    return {
+        "input": {"w": sigma_w * _unit_weight(z["input_w"], spec.init), "b": sigma_b * z["input_b"]},
+        "hidden": {"w": sigma_w * _unit_weight(z["hidden_w"], spec.init), "b": sigma_b * z["hidden_b"]},
+        "readout": {"w": sigma_w * _unit_weight(z["readout_w"], spec.init), "b": sigma_b * z["readout_b"]},
+    }
+
+
+def mlp_apply(
+    params: Params, x: jax.Array, phi: Callable[[jax.Array], jax.Array]
+) -> tuple[jax.Array, jax.Array]:
+    """``h^1 = x W^1 + b^1``, ``h^l = phi(h^{l-1}) W^l + b^l`` (hidden layers by ``lax.scan``), logits.
+
+    Returns logits [batch, C] and q [L+1]: the mean squared pre-activation of every layer.
+    """
+    h = x @ params["input"]["w"] + params["input"]["b"]
+
+    def layer(h: jax.Array, wb: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
+        w, b = wb
+        h_next = phi(h) @ w + b
+        return h_next, jnp.mean(h_next**2)
+
+    q_first = jnp.mean(h**2)
+    h, q_hidden = jax.lax.scan(layer, h, (params["hidden"]["w"], params["hidden"]["b"]))
+    logits = phi(h) @ params["readout"]["w"] + params["readout"]["b"]
+    q = jnp.concatenate([q_first[None], q_hidden, jnp.mean(logits**2)[None]])
+    return logits, q
+
+
+def mlp_weight_norms(grads: Params) -> jax.Array:
+    """Frobenius norm of every weight matrix's gradient, layer 1..L+1: [L+1]."""
+    return jnp.concatenate(
+        [
+            jnp.linalg.norm(grads["input"]["w"])[None],
+            jnp.sqrt(jnp.sum(grads["hidden"]["w"] ** 2, axis=(1, 2))),
+            jnp.linalg.norm(grads["readout"]["w"])[None],
+        ]
+    )
+
+
+class Architecture(NamedTuple):
+    init: Callable[[jax.Array, jax.Array, jax.Array, ModelSpec], Params]
+    apply: Callable[[Params, jax.Array, Callable], tuple[jax.Array, jax.Array]]
+    weight_norms: Callable[[Params], jax.Array]
+    n_layers: Callable[[ModelSpec], int]  # number of weight matrices = length of the layer axis
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    "mlp": Architecture(mlp_init, mlp_apply, mlp_weight_norms, lambda spec: spec.depth + 1),
+}

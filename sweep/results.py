@@ -1,0 +1,83 @@
+"""Per-variant outputs -> one labelled ``xarray.Dataset`` over the sweep grid.
+
+Dimensions: one per swept field (named after its last component: ``sigma_w2``, ``depth``, ``seed``, ...),
+then ``step`` (the union of all groups' recorded steps) and ``layer`` (1..L+1; NaN beyond a shallower
+net's readout). Variables:
+
+=================  ==========================  ===================================================
+name               dims                        meaning
+=================  ==========================  ===================================================
+train_loss         (*grid, step)               cross-entropy on the fixed training subset
+train_accuracy     (*grid, step)               accuracy on the fixed training subset
+test_accuracy      (*grid, step)               accuracy on the test set
+grad_norm          (*grid, step, layer)        Frobenius norm of dLoss/dW^l on the training subset
+q_layer            (*grid, layer)              mean squared pre-activation at initialisation
+diverged           (*grid)                     loss or parameters became non-finite (then frozen)
+diverged_step      (*grid)                     step whose update went non-finite (-1: never)
+completed          (*grid)                     this variant's results are present
+=================  ==========================  ===================================================
+
+Measurements after divergence are NaN.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from sweep.config import Experiment
+
+# name -> trailing dims after the grid dims
+PER_VARIANT_DIMS: dict[str, tuple[str, ...]] = {
+    "train_loss": ("step",),
+    "train_accuracy": ("step",),
+    "test_accuracy": ("step",),
+    "grad_norm": ("step", "layer"),
+    "q_layer": ("layer",),
+    "diverged": (),
+    "diverged_step": (),
+}
+FILL = {"diverged": False, "diverged_step": -1}
+DTYPES = {"diverged": bool, "diverged_step": np.int32}
+
+Part = tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]  # (grid_index [V, n_axes], outputs, steps)
+
+
+def assemble(experiment: Experiment, parts: Iterable[Part], attrs: dict[str, Any] | None = None) -> xr.Dataset:
+    """Scatter every part's per-variant outputs into grid-shaped arrays; absent variants stay NaN."""
+    parts = list(parts)
+    steps = np.unique(np.concatenate([p[2] for p in parts])) if parts else np.zeros(0, np.int64)
+    n_layers = max((p[1]["q_layer"].shape[-1] for p in parts), default=0)
+    sizes = {"step": len(steps), "layer": n_layers}
+    grid_shape = experiment.shape
+    arrays = {
+        name: np.full(grid_shape + tuple(sizes[d] for d in dims), FILL.get(name, np.nan), DTYPES.get(name, np.float32))
+        for name, dims in PER_VARIANT_DIMS.items()
+    }
+    completed = np.zeros(grid_shape, bool)
+    for grid_index, outputs, part_steps in parts:
+        where = tuple(grid_index.T)  # selects this part's variants in the grid
+        step_at = np.searchsorted(steps, part_steps)
+        for name, dims in PER_VARIANT_DIMS.items():
+            value = outputs[name]
+            if "step" in dims:  # place this part's records at their positions on the common step axis
+                full = np.full((len(value), len(steps), *value.shape[2:]), np.nan, np.float32)
+                full[:, step_at] = value
+                value = full
+            if "layer" in dims:  # pad shallower nets' layer axis with NaN
+                pad = [(0, 0)] * (value.ndim - 1) + [(0, n_layers - value.shape[-1])]
+                value = np.pad(value, pad, constant_values=np.nan)
+            arrays[name][where] = value
+        completed[where] = True
+    grid_dims = tuple(axis.name for axis in experiment.axes)
+    data_vars = {name: (grid_dims + dims, arrays[name]) for name, dims in PER_VARIANT_DIMS.items()}
+    data_vars["completed"] = (grid_dims, completed)
+    coords: dict[str, Any] = {axis.name: list(axis.values) for axis in experiment.axes}
+    coords["step"] = steps
+    coords["layer"] = np.arange(1, n_layers + 1)
+    ds = xr.Dataset(data_vars, coords=coords, attrs=dict(attrs or {}))
+    ds["layer"].attrs["description"] = "weight matrix index: hidden layers 1..L, then the readout L+1"
+    return ds

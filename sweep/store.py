@@ -1,0 +1,126 @@
+"""The only module that touches disk: per-chunk files, ``results.nc`` and ``config.toml``.
+
+Layout of a run directory::
+
+    DIR/config.toml          the resolved experiment (swept fields as explicit lists)
+    DIR/chunks/manifest.json the experiment's fingerprint and chunk size (``--resume`` checks it)
+    DIR/chunks/<group>-<i>.npz  one finished chunk of variants (its grid indices and outputs)
+    DIR/results.nc           the assembled xarray Dataset
+    DIR/figures/             figures drawn by ``sweep plot``
+
+Every file is written to a temporary name in the same directory and moved into place with
+``os.replace``, so no half-written file is ever visible under its final name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import tomli_w
+import xarray as xr
+
+from sweep.config import Experiment
+
+RESULTS = "results.nc"
+CONFIG = "config.toml"
+CHUNKS = "chunks"
+MANIFEST = "manifest.json"
+
+
+@contextlib.contextmanager
+def atomic_write(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
+    """Open a temporary file beside ``path``; on success move it onto ``path``, on failure delete it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_with(path: Path, writer: Callable[[str], None]) -> None:
+    """Atomically create ``path`` with a function that writes a file given its name (e.g. to_netcdf)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        writer(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def holds_results(directory: Path) -> bool:
+    """Whether ``directory`` already holds a run (results or chunks)."""
+    return (directory / RESULTS).exists() or (directory / CHUNKS).exists()
+
+
+# -------------------------------------------------------------------------------------------- chunks
+def start_run(directory: Path, experiment: Experiment, chunk_sizes: dict[str, int]) -> None:
+    """Write ``config.toml`` and the chunk manifest (fingerprint, chunk size per group) of a fresh run."""
+    write_config(directory, experiment)
+    manifest = {"fingerprint": experiment.fingerprint(), "chunk_sizes": chunk_sizes}
+    with atomic_write(directory / CHUNKS / MANIFEST, "w") as f:
+        json.dump(manifest, f)
+
+
+def read_manifest(directory: Path) -> dict[str, Any] | None:
+    path = directory / CHUNKS / MANIFEST
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def chunk_path(directory: Path, group_key: str, index: int) -> Path:
+    return directory / CHUNKS / f"{group_key}-{index:05d}.npz"
+
+
+def write_chunk(path: Path, grid_index: np.ndarray, outputs: dict[str, np.ndarray]) -> None:
+    """Save one chunk: ``grid_index`` [V, n_axes] and every output array [V, ...]."""
+    with atomic_write(path) as f:
+        np.savez(f, grid_index=grid_index, **outputs)
+
+
+def read_chunk(path: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    with np.load(path, allow_pickle=False) as data:
+        outputs = {k: data[k] for k in data.files if k != "grid_index"}
+        return data["grid_index"], outputs
+
+
+# ------------------------------------------------------------------------------------------- results
+def write_config(directory: Path, experiment: Experiment) -> None:
+    with atomic_write(directory / CONFIG) as f:
+        tomli_w.dump(experiment.to_toml_dict(), f)
+
+
+def config_text(experiment: Experiment) -> str:
+    return tomli_w.dumps(experiment.to_toml_dict())
+
+
+def write_results(directory: Path, results: xr.Dataset) -> Path:
+    """Save the Dataset as ``DIR/results.nc`` (netCDF4 via h5netcdf), atomically."""
+    path = directory / RESULTS
+    write_with(path, lambda tmp: results.to_netcdf(tmp, engine="h5netcdf"))
+    return path
+
+
+def load(directory: str | Path) -> xr.Dataset:
+    """Open ``DIR/results.nc`` fully into memory (the file is closed again)."""
+    path = Path(directory) / RESULTS
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no results here (run `sweep run EXPERIMENT --out {directory}`)")
+    with xr.open_dataset(path, engine="h5netcdf") as ds:
+        return ds.load()

@@ -1,0 +1,216 @@
+"""Training: one jit-compiled program per group, vmapped over variants, ``lax.scan`` over steps.
+
+``train_variant`` trains ONE network from its dynamic values (``Hyper``): it initialises the parameters
+from the variant's seed, runs ``spec.steps`` optimizer steps on minibatches drawn from the seed, and
+measures at step 0, every ``spec.every`` steps and at the last step. The step loop is an outer
+``lax.scan`` over recording intervals around an inner ``fori_loop`` over steps, so the hot loop holds no
+measurement code and the program holds one copy of the step and one of the measurement (compile time
+does not grow with the number of records). A variant whose loss or new parameters are non-finite is frozen at its last finite
+state and flagged ``diverged`` (with the step); its later measurements are NaN. Nothing it does can
+change another variant's numbers: vmap keeps variants independent.
+
+``compile_group`` lifts ``train_variant`` with ``jax.vmap`` once, shards the variant axis over all
+devices, and caches the compiled program by (spec, chunk size), so a second chunk or run of the same
+shape never recompiles.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from sweep.activations import get_activation
+from sweep.config import Config
+from sweep.data import Dataset
+from sweep.grid import record_steps
+from sweep.metrics import EvalData, forward_signal, loss_fn, measure
+from sweep.models import ARCHITECTURES, ModelSpec, Params
+
+TRACE_COUNT: Counter[GroupSpec] = Counter()  # how often each program was traced (tests read it)
+
+
+@dataclass(frozen=True)
+class GroupSpec:
+    """Everything static about a group: one compiled program per distinct spec."""
+
+    arch: str
+    activation: str
+    model: ModelSpec
+    optimizer: str
+    batch_size: int
+    steps: int
+    every: int
+
+    @classmethod
+    def from_config(cls, config: Config, dataset: Dataset) -> GroupSpec:
+        m = config.model
+        model = ModelSpec(dataset.input_dim, m.width, m.depth, dataset.n_classes, m.init)
+        t = config.train
+        return cls(m.arch, m.activation, model, t.optimizer, t.batch_size, t.steps, config.measure.every)
+
+    @property
+    def n_layers(self) -> int:
+        return ARCHITECTURES[self.arch].n_layers(self.model)
+
+    @property
+    def record_steps(self) -> np.ndarray:
+        return record_steps(self.steps, self.every)
+
+
+class Hyper(NamedTuple):
+    """The dynamic (vmapped) values of a variant: scalars for one variant, [V] arrays for a chunk."""
+
+    sigma_w2: jax.Array
+    sigma_b2: jax.Array
+    learning_rate: jax.Array
+    momentum: jax.Array
+    seed: jax.Array
+
+
+class TrainData(NamedTuple):
+    x_train: jax.Array  # [n_train, d]
+    y_train: jax.Array  # [n_train]
+    eval: EvalData
+
+
+class TrainState(NamedTuple):
+    params: Params
+    opt_state: Any
+    diverged: jax.Array  # bool scalar
+    diverged_step: jax.Array  # int32 scalar: the step whose update went non-finite, -1 if none
+
+
+def make_optimizer(kind: str, learning_rate: jax.Array, momentum: jax.Array) -> optax.GradientTransformation:
+    """An optax optimizer whose numeric hyperparameters live in its state (one compile for all values)."""
+    if kind == "sgd":
+        return optax.inject_hyperparams(optax.sgd)(learning_rate=learning_rate)
+    if kind == "momentum":
+        return optax.inject_hyperparams(optax.sgd)(learning_rate=learning_rate, momentum=momentum)
+    if kind == "adam":
+        return optax.inject_hyperparams(optax.adam)(learning_rate=learning_rate)
+    if kind == "rmsprop":
+        return optax.inject_hyperparams(optax.rmsprop)(learning_rate=learning_rate)
+    raise ValueError(f"unknown optimizer {kind!r}")
+
+
+def _all_finite(tree: Any) -> jax.Array:
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)]))
+
+
+def variant_key(seed: jax.Array, stream: jax.Array | int) -> jax.Array:
+    """The threefry key ``(stream, seed)``: stream 0 draws the initial parameters, stream t+1 the rows of
+    minibatch t. Distinct (stream, seed) pairs are independent streams of a counter-based generator, and
+    the key depends on nothing but the seed, so a variant's draws never depend on its grid position,
+    chunk or device (common random numbers). Built without hashing: no extra kernels to compile."""
+    return jax.random.wrap_key_data(jnp.stack([jnp.asarray(stream, jnp.uint32), seed.astype(jnp.uint32)]))
+
+
+def train_variant(spec: GroupSpec, hyper: Hyper, data: TrainData) -> dict[str, jax.Array]:
+    """Train and measure one network. Returns per-record arrays ``[R]`` / ``[R, n_layers]``, ``q_layer``
+    ``[n_layers]`` at initialisation, ``diverged`` and ``diverged_step`` scalars (R = len(record_steps))."""
+    TRACE_COUNT[spec] += 1
+    arch, phi = ARCHITECTURES[spec.arch], get_activation(spec.activation)
+    params = arch.init(variant_key(hyper.seed, 0), hyper.sigma_w2, hyper.sigma_b2, spec.model)
+    optimizer = make_optimizer(spec.optimizer, hyper.learning_rate, hyper.momentum)
+    state = TrainState(params, optimizer.init(params), jnp.array(False), jnp.array(-1, jnp.int32))
+    n_train = data.x_train.shape[0]
+
+    def train_step(state: TrainState, step: jax.Array) -> tuple[TrainState, None]:
+        rows = jax.random.randint(variant_key(hyper.seed, step + 1), (spec.batch_size,), 0, n_train)
+        loss, grads = jax.value_and_grad(loss_fn)(state.params, arch, phi, data.x_train[rows], data.y_train[rows])
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        finite = jnp.isfinite(loss) & _all_finite(params)
+        accept = finite & ~state.diverged
+        params, opt_state = jax.tree.map(
+            lambda new, old: jnp.where(accept, new, old), (params, opt_state), (state.params, state.opt_state)
+        )
+        newly_diverged = ~finite & ~state.diverged
+        diverged_step = jnp.where(newly_diverged, step, state.diverged_step)
+        return TrainState(params, opt_state, state.diverged | ~finite, diverged_step), None
+
+    def record(state: TrainState) -> dict[str, jax.Array]:
+        values = measure(state.params, arch, phi, data.eval)
+        return jax.tree.map(lambda v: jnp.where(state.diverged, jnp.nan, v.astype(jnp.float32)), values)
+
+    def interval(state: TrainState, bounds: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
+        """Steps bounds[0] .. bounds[1]-1 (a dynamic count: one loop serves every interval), then measure."""
+        state = jax.lax.fori_loop(bounds[0], bounds[1], lambda step, s: train_step(s, step)[0], state)
+        return state, record(state)
+
+    steps = spec.record_steps
+    bounds = jnp.asarray(np.stack([np.concatenate([[0], steps[:-1]]), steps], axis=1), jnp.int32)
+    state, out = jax.lax.scan(interval, state, bounds)  # the first interval is empty: step 0
+    out["q_layer"] = forward_signal(params, arch, phi, data.eval.x_eval)
+    out["diverged"] = state.diverged
+    out["diverged_step"] = state.diverged_step
+    return out
+
+
+# --------------------------------------------------------------------------------- compiled programs
+@dataclass(frozen=True)
+class CompiledGroup:
+    run: Any  # a compiled callable (Hyper[V], TrainData) -> dict of [V, ...] arrays
+    chunk_size: int
+    compile_seconds: float
+    sharding: NamedSharding
+
+
+_COMPILED: dict[tuple, CompiledGroup] = {}
+
+
+def variant_mesh() -> jax.sharding.Mesh:
+    """A 1-D mesh over every device, its axis named ``variants``."""
+    return jax.make_mesh((jax.device_count(),), ("variants",))
+
+
+def compile_group(spec: GroupSpec, chunk_size: int, data: TrainData) -> CompiledGroup:
+    """The compiled program for ``chunk_size`` variants of ``spec`` (a multiple of the device count)."""
+    mesh = variant_mesh()
+    key = (spec, chunk_size, jax.tree.map(lambda a: (a.shape, a.dtype), data), mesh.devices.size)
+    if key in _COMPILED:
+        return _COMPILED[key]
+    by_variant, replicated = NamedSharding(mesh, P("variants")), NamedSharding(mesh, P())
+    program = jax.jit(
+        jax.vmap(lambda hyper, data: train_variant(spec, hyper, data), in_axes=(0, None)),
+        in_shardings=(by_variant, replicated),
+        out_shardings=by_variant,
+    )
+    hyper_shape = Hyper(*(jax.ShapeDtypeStruct((chunk_size,), jnp.float32) for _ in range(4)),
+                        seed=jax.ShapeDtypeStruct((chunk_size,), jnp.uint32))
+    start = time.perf_counter()
+    compiled = program.lower(hyper_shape, data).compile()
+    _COMPILED[key] = CompiledGroup(compiled, chunk_size, time.perf_counter() - start, by_variant)
+    return _COMPILED[key]
+
+
+def train_data(dataset: Dataset, n_eval: int) -> TrainData:
+    """Device arrays of a dataset; the measurement subset is the first ``n_eval`` training rows."""
+    n_eval = min(n_eval, len(dataset.x_train))
+    return jax.device_put(
+        TrainData(
+            dataset.x_train,
+            dataset.y_train,
+            EvalData(dataset.x_train[:n_eval], dataset.y_train[:n_eval], dataset.x_test, dataset.y_test),
+        ),
+        NamedSharding(variant_mesh(), P()),
+    )
+
+
+def run_chunk(compiled: CompiledGroup, hyper: dict[str, np.ndarray], data: TrainData) -> dict[str, np.ndarray]:
+    """Train up to ``compiled.chunk_size`` variants; the chunk is padded by repeating its last variant
+    (padding never shows: its outputs are dropped). Returns numpy arrays with leading axis [V]."""
+    n = len(hyper["seed"])
+    pad = compiled.chunk_size - n
+    padded = Hyper(**{k: np.concatenate([v, np.repeat(v[-1:], pad)]) for k, v in hyper.items()})
+    out = compiled.run(jax.device_put(padded, compiled.sharding), data)
+    return {k: np.asarray(v)[:n] for k, v in out.items()}
