@@ -74,16 +74,15 @@ def _print_summary(results, out: Path | None, figures: list[Path]) -> None:
 
 
 def _run(args: argparse.Namespace, experiment: Path | str) -> int:
-    import jax
-
     from sweep.engine import run
 
-    if not args.quiet:
-        devices = jax.devices()
-        print(f"sweep: {len(devices)} device(s): {', '.join(sorted({d.device_kind for d in devices}))}",
-              file=sys.stderr)
+    def log(message: str) -> None:
+        if not args.quiet:
+            print(f"sweep: {message}", file=sys.stderr)
+
     results = run(experiment, args.out, tuple(args.overrides), force=args.force, resume=args.resume,
-                  chunk_size=args.chunk_size, memory_budget_gb=args.memory_budget, progress=not args.quiet)
+                  chunk_size=args.chunk_size, memory_budget_gb=args.memory_budget, progress=not args.quiet,
+                  log=log)
     figures = [] if args.no_plot else _plot(results, args.out)
     if not args.quiet:
         _print_summary(results, args.out, figures)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,10 +78,12 @@ def run(
     chunk_size: int | None = None,
     memory_budget_gb: float | None = None,
     progress: bool = False,
+    log: Callable[[str], None] = lambda message: None,
 ) -> xr.Dataset:
     """Train every variant of an experiment and return the results Dataset (see ``sweep.results``).
 
-    With ``out``, chunks, ``config.toml`` and ``results.nc`` are written there.
+    With ``out``, chunks, ``config.toml`` and ``results.nc`` are written there. ``log`` receives one-line
+    messages once the inputs are valid (devices used, the plan).
     """
     experiment = as_experiment(source, tuple(overrides))
     out_dir = Path(out) if out is not None else None
@@ -106,6 +109,9 @@ def run(
                 shutil.rmtree(out_dir / store.CHUNKS, ignore_errors=True)
                 (out_dir / store.RESULTS).unlink(missing_ok=True)
             store.start_run(out_dir, experiment, {g.key: n for g, n in zip(plan, sizes, strict=True)})
+    devices = jax.devices()
+    log(f"{len(devices)} device(s) used ({devices[0].platform}: {devices[0].device_kind}); "
+        f"{experiment.n_variants} variants in {len(plan)} group(s)")
     data = train_data(dataset, n_eval)
     timing = Timing()
     parts = []

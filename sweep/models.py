@@ -89,16 +89,16 @@ def mlp_apply(
 
     Returns logits [batch, C] and q [L+1]: the mean squared pre-activation of every layer.
     """
-    h = x @ params["input"]["w"] + params["input"]["b"]
+    h = x @ params["input"]["w"] + params["input"]["b"][None, :]
 
     def layer(h: jax.Array, wb: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
         w, b = wb
-        h_next = phi(h) @ w + b
+        h_next = phi(h) @ w + b[None, :]
         return h_next, jnp.mean(h_next**2)
 
     q_first = jnp.mean(h**2)
     h, q_hidden = jax.lax.scan(layer, h, (params["hidden"]["w"], params["hidden"]["b"]))
-    logits = phi(h) @ params["readout"]["w"] + params["readout"]["b"]
+    logits = phi(h) @ params["readout"]["w"] + params["readout"]["b"][None, :]
     q = jnp.concatenate([q_first[None], q_hidden, jnp.mean(logits**2)[None]])
     return logits, q
 

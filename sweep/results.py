@@ -70,7 +70,7 @@ def assemble(experiment: Experiment, parts: Iterable[Part], attrs: dict[str, Any
             if "layer" in dims:  # pad shallower nets' layer axis with NaN
                 pad = [(0, 0)] * (value.ndim - 1) + [(0, n_layers - value.shape[-1])]
                 value = np.pad(value, pad, constant_values=np.nan)
-            arrays[name][where] = value
+            arrays[name][where] = value if where else value[0]  # no swept axes: a single variant
         completed[where] = True
     grid_dims = tuple(axis.name for axis in experiment.axes)
     data_vars = {name: (grid_dims + dims, arrays[name]) for name, dims in PER_VARIANT_DIMS.items()}

@@ -37,7 +37,7 @@ hard_tanh (normal CDF/PDF; its 2-D expectations by Price's theorem reduce to one
   ~1e-8 (C) / 2e-6 (E[φ'φ']) at q = 10 and c ≈ 0.99, ~1e-10 for c ≤ 0.9. ``gauss_hermite_2d`` is an
   independent (slower) check.
 - Fixed points use a fixed number of safeguarded Newton steps (``lax.fori_loop``): q* by Newton on the
-  length map (a plain map step where Newton would step the wrong way), coarse rule first and a fine polish;
+  length map (a plain map step where Newton would step the wrong way), coarse rule first and a polish with finer ones;
   c* by Newton from c = 0, which increases monotonically to the stable root because C is convex in c.
   Gradients flow through the iterations (at convergence they equal the implicit-function derivative).
 """
@@ -64,10 +64,11 @@ ActivationLike = str | Callable[[Array], Array]
 _TINY = 1e-30  # floor for q and c before square roots / logs (finite in float32 too)
 _Q_CAP = 1e30  # iterates of a diverging length map stop here; reported as q* = inf
 _SINH_L = 10.0  # 1-D rule covers |u| <= 10 √q
-_FINE_HALF, _COARSE_HALF = 48, 16  # Gauss–Legendre nodes per half-line
-_MEHLER_K, _MEHLER_H, _MEHLER_L = 128, 0.1, 24.0  # terms, trapezoid step and half-range in z
+_FINE_HALF, _MEDIUM_HALF, _COARSE_HALF = 48, 24, 8  # Gauss–Legendre nodes per half-line
+_MEHLER_K, _MEHLER_H, _MEHLER_L = 96, 0.1, 22.0  # terms, trapezoid step and half-range in z
 _HT_NODES = 32  # Gauss–Legendre nodes for hard_tanh's Price integral
-_Q_COARSE_STEPS, _Q_FINE_STEPS, _C_STEPS = 40, 4, 40
+_Q_STEPS = ((_COARSE_HALF, 30), (_MEDIUM_HALF, 2), (_FINE_HALF, 2))  # (rule, Newton steps) for q*
+_C_STEPS = 30
 _ZERO_SNAP = 1e-10  # q* below this is 0 when q = 0 is itself a fixed point
 
 
@@ -160,9 +161,9 @@ def _sinh_rule(q: Array, m: int) -> tuple[Array, Array]:
     """Nodes u [..., 2m] and normalised weights for E[f(u)], u ~ N(0, q); see the module docstring."""
     tau, w = _sinh_legendre(m)
     qs = jnp.maximum(q, _TINY)[..., None]
-    t = jnp.arcsinh(_SINH_L * jnp.sqrt(qs)) * _const(tau, q.ndim, q.dtype)
-    u = jnp.sinh(t)
-    weight = _const(w, q.ndim, q.dtype) * jnp.cosh(t) * jnp.exp(-0.5 * u * u / qs)
+    e = jnp.exp(jnp.arcsinh(_SINH_L * jnp.sqrt(qs)) * _const(tau, q.ndim, q.dtype))
+    u = 0.5 * (e - 1 / e)  # sinh t, cosh t from one exponential
+    weight = _const(w, q.ndim, q.dtype) * (e + 1 / e) * jnp.exp(-0.5 * u * u / qs)
     return u, weight / jnp.sum(weight, axis=-1, keepdims=True)
 
 
@@ -192,14 +193,14 @@ class GaussianKernel(NamedTuple):
     """Gaussian expectations of one activation, as pure functions."""
 
     name: str
-    moments: Callable[[Array, bool], Moments]  # (q, coarse) -> Moments
+    moments: Callable[[Array, int], Moments]  # (q, Gauss–Legendre nodes per half, if used) -> Moments
     correlation: Callable[[Array], CorrelationFn]  # q -> (c -> (C, C')) at that fixed q
     zero_is_fixed: bool  # φ(0) = 0: q = 0 is a fixed point when σ_b² = 0
     critical_sigma_w2: float | None = None  # χ₁ independent of q: the critical σ_w² is this constant
 
 
 def _erf_kernel() -> GaussianKernel:
-    def moments(q: Array, coarse: bool) -> Moments:
+    def moments(q: Array, half: int = _FINE_HALF) -> Moments:
         r = 1 + 4 * q
         return Moments(
             var=(2 / math.pi) * jnp.arcsin(2 * q / (1 + 2 * q)),
@@ -219,7 +220,7 @@ def _erf_kernel() -> GaussianKernel:
 
 
 def _relu_kernel() -> GaussianKernel:
-    def moments(q: Array, coarse: bool) -> Moments:
+    def moments(q: Array, half: int = _FINE_HALF) -> Moments:
         half = jnp.full_like(q, 0.5)
         return Moments(var=q / 2, var_slope=half, dvar=half)
 
@@ -236,7 +237,7 @@ def _relu_kernel() -> GaussianKernel:
 
 
 def _linear_kernel() -> GaussianKernel:
-    def moments(q: Array, coarse: bool) -> Moments:
+    def moments(q: Array, half: int = _FINE_HALF) -> Moments:
         one = jnp.ones_like(q)
         return Moments(var=q, var_slope=one, dvar=one)
 
@@ -251,7 +252,7 @@ def _hard_tanh_kernel() -> GaussianKernel:
     V = q D - 2√q p(a) + erfc(a/√2). By Price's theorem ∂E[φ'φ']/∂c = q E[φ''φ''], a sum of bivariate
     densities at (±1, ±1); with c = sin t the resulting integral over t is smooth (Gauss–Legendre)."""
 
-    def moments(q: Array, coarse: bool) -> Moments:
+    def moments(q: Array, half: int = _FINE_HALF) -> Moments:
         qs = jnp.maximum(q, _TINY)
         a = 1 / jnp.sqrt(qs)
         pdf = jnp.exp(-0.5 * a * a) / math.sqrt(2 * math.pi)
@@ -281,73 +282,71 @@ def _hard_tanh_kernel() -> GaussianKernel:
 
 
 @functools.cache
-def _mehler_table() -> tuple[np.ndarray, np.ndarray]:
-    """Trapezoid nodes z [n] and the matrix M [n, K] with a_k = Σ_j f(z_j) M[j, k] ≈ E[f(z) He_k(z)]/√k!.
+def _mehler_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Trapezoid nodes z ≥ 0 [n] and matrices M_even [n, K/2], M_odd [n, K/2] such that, with
+    E_j = f(z_j) + f(-z_j) and O_j = f(z_j) - f(-z_j), a_2i = E @ M_even and a_2i+1 = O @ M_odd are
+    E[f(z) He_k(z)]/√k! (the grid is symmetric and He_k has parity k, which quarters the work).
 
     Built from √w_j·He_k(z_j)/√k! by the normalised three-term recurrence (bounded, no overflow).
     """
-    z = np.arange(-_MEHLER_L, _MEHLER_L + _MEHLER_H / 2, _MEHLER_H)
+    z = _MEHLER_H * np.arange(round(_MEHLER_L / _MEHLER_H) + 1)
     sw = np.sqrt(_MEHLER_H * np.exp(-z * z / 2) / math.sqrt(2 * math.pi))
     table = np.zeros((z.size, _MEHLER_K))
     prev, cur = np.zeros_like(z), sw.copy()
     for k in range(_MEHLER_K):
-        table[:, k] = cur
+        table[:, k] = sw * cur
         prev, cur = cur, (z * cur - math.sqrt(k) * prev) / math.sqrt(k + 1)
-    return z, sw[:, None] * table
+    table[0] /= 2  # z = 0 appears once in the full grid but twice in E
+    return z, table[:, 0::2], table[:, 1::2]
 
 
-def _horner(coef: Array, c: Array) -> Array:
-    """Σ_k coef[k] c^k for coef [K, ...] and c [...] (unrolled, fuses into one loop)."""
-    y = coef[-1]
-    for k in range(coef.shape[0] - 2, -1, -1):
-        y = y * c + coef[k]
+def _horner(coef: Array, x: Array) -> Array:
+    """Σ_k coef[..., k] x^k for coef [..., K] and x [...] (unrolled; fuses into one loop)."""
+    y = coef[..., -1]
+    for k in range(coef.shape[-1] - 2, -1, -1):
+        y = y * x + coef[..., k]
     return y
 
 
 def _generic_kernel(name: str, phi: Callable[[Array], Array]) -> GaussianKernel:
-    def moments_full(q: Array, half: int) -> tuple[Moments, Array]:
+    def moments(q: Array, half: int = _FINE_HALF) -> Moments:
         u, weight = _sinh_rule(q, half)
         f, f1, f2 = _derivatives(phi, u, 2)
-        m = Moments(
+        return Moments(
             var=jnp.sum(weight * f * f, axis=-1),
             var_slope=jnp.sum(weight * (f1 * f1 + f * f2), axis=-1),
             dvar=jnp.sum(weight * f1 * f1, axis=-1),
         )
-        return m, jnp.sum(weight * f2 * f2, axis=-1)
-
-    def moments(q: Array, coarse: bool) -> Moments:
-        return moments_full(q, _COARSE_HALF if coarse else _FINE_HALF)[0]
 
     def correlation(q: Array) -> CorrelationFn:
-        z, table = _mehler_table()
+        z, m_even, m_odd = _mehler_tables()
         dt = q.dtype
-        f, f1 = _derivatives(phi, jnp.sqrt(jnp.maximum(q, 0.0))[..., None] * _const(z, q.ndim, dt), 1)
-        mt = jnp.asarray(table, dt)
-        a2 = jnp.einsum("...n,nk->k...", f, mt) ** 2  # [K, ...]
-        b2 = jnp.einsum("...n,nk->k...", f1, mt) ** 2
-        m, e2 = moments_full(q, _FINE_HALF)
-        kk = _const(np.arange(_MEHLER_K, dtype=np.float64), 0, dt).reshape((-1,) + (1,) * q.ndim)
-
-        def tail(coef2: Array, at_one: Array, slope_at_one: Array) -> tuple[Array, Array]:
-            # Tail Σ_{k≥K} coef c^k ≈ t0 c^p with t0, p matching its value and slope at c = 1.
-            t0 = jnp.maximum(at_one - jnp.sum(coef2, axis=0), 0.0)
-            t1 = slope_at_one - jnp.sum(kk * coef2, axis=0)
-            pos = t0 > 0
-            p = jnp.where(pos, t1 / jnp.where(pos, t0, 1.0), _MEHLER_K)
-            return t0, jnp.clip(p, _MEHLER_K, 1e6)
-
-        ta, pa = tail(a2, m.var, q * m.dvar)
-        tb, pb = tail(b2, m.dvar, q * e2)
+        u = jnp.sqrt(jnp.maximum(q, 0.0))[..., None] * _const(z, q.ndim, dt)
+        plus, minus = phi(u), phi(-u)
+        even = jnp.matmul(plus + minus, jnp.asarray(m_even, dt)) ** 2  # a_2i², [..., K/2]
+        odd = jnp.matmul(plus - minus, jnp.asarray(m_odd, dt)) ** 2  # a_2i+1²
+        i = _const(np.arange(_MEHLER_K // 2, dtype=np.float64), q.ndim, dt)
+        d_even = (2 * i * even)[..., 1:]  # d/dc Σ a_2i² c^2i = c Σ_i≥1 2i a_2i² (c²)^(i-1)
+        d_odd = (2 * i + 1) * odd  # d/dc Σ a_2i+1² c^2i+1 = Σ (2i+1) a_2i+1² (c²)^i
+        # Tail Σ_{k≥K} a_k² c^k ≈ t0 c^p, matching its value V and slope q E[φ'²] at c = 1 (Price).
+        m = moments(q)
+        t0 = jnp.maximum(m.var - jnp.sum(even, -1) - jnp.sum(odd, -1), 0.0)
+        t1 = q * m.dvar - jnp.sum(d_even, -1) - jnp.sum(d_odd, -1)
+        pos = t0 > 0
+        p = jnp.clip(jnp.where(pos, t1 / jnp.where(pos, t0, 1.0), _MEHLER_K), _MEHLER_K, 1e6)
+        qs = jnp.maximum(q, _TINY)
 
         def fn(c: Array) -> tuple[Array, Array]:
-            cs = jnp.maximum(c, _TINY)
-            cov = _horner(a2, c) + ta * cs**pa
-            dcov = _horner(b2, c) + tb * cs**pb
+            c2 = c * c
+            tail = t0 * jnp.maximum(c, _TINY) ** (p - 1)
+            cov = _horner(even, c2) + c * _horner(odd, c2) + c * tail
+            dcov = (c * _horner(d_even, c2) + _horner(d_odd, c2) + p * tail) / qs  # Price: ∂C/∂c = q E[φ'φ']
             return cov, dcov
 
         return fn
 
-    zero = bool(np.asarray(phi(jnp.zeros((), jnp.float32))) == 0.0)
+    with jax.ensure_compile_time_eval():
+        zero = bool(phi(jnp.zeros((), jnp.float32)) == 0.0)
     return GaussianKernel(name, moments, correlation, zero_is_fixed=zero)
 
 
@@ -390,20 +389,22 @@ class MeanField(NamedTuple):
 def _q_fixed_point(kernel: GaussianKernel, w2: Array, b2: Array, q0: Array) -> tuple[Array, Array]:
     """(q*, last finite iterate): Newton on q = σ_w² V(q) + σ_b² with a map-step fallback."""
 
-    def step(q: Array, coarse: bool) -> Array:
-        m = kernel.moments(q, coarse)
+    def step(q: Array, half: int) -> Array:
+        m = kernel.moments(q, half)
         f = w2 * m.var + b2
         s = w2 * m.var_slope
         newton = s < 1
         qn = q + (f - q) / jnp.where(newton, 1 - s, 1.0)
         ok = newton & (qn >= b2) & jnp.isfinite(qn)
-        return jnp.clip(jnp.where(ok, qn, f), 0.0, _Q_CAP)
+        # Newton from the left of a concave map overshoots far; bound the jump (then it returns monotonically).
+        return jnp.clip(jnp.where(ok, jnp.minimum(qn, 4 * jnp.maximum(q, f)), f), 0.0, _Q_CAP)
 
-    q = lax.fori_loop(0, _Q_COARSE_STEPS, lambda _, q: step(q, True), jnp.clip(q0, 0.0, _Q_CAP))
-    q = lax.fori_loop(0, _Q_FINE_STEPS, lambda _, q: step(q, False), q)
+    q = jnp.clip(q0, 0.0, _Q_CAP)
+    for half, n_steps in _Q_STEPS:
+        q = lax.fori_loop(0, n_steps, lambda _, q, half=half: step(q, half), q)
     if kernel.zero_is_fixed:
         q = jnp.where((b2 == 0) & (q < _ZERO_SNAP), 0.0, q)
-    f = w2 * kernel.moments(q, False).var + b2
+    f = w2 * kernel.moments(q, _FINE_HALF).var + b2
     diverged = (q >= _Q_CAP) | (f - q > 1e-4 * q)
     return jnp.where(diverged, jnp.inf, q), q
 
@@ -428,7 +429,7 @@ def _solve(activation: ActivationLike, w2: Array, b2: Array, q0: Array, with_cor
     kernel = gaussian_kernel(activation)
     q_star, q = _q_fixed_point(kernel, w2, b2, q0)
     finite = jnp.isfinite(q_star)
-    m = kernel.moments(q, False)
+    m = kernel.moments(q, _FINE_HALF)
     chi_1 = w2 * m.dvar
     xi_q = jnp.where(finite, depth_scale(w2 * m.var_slope), jnp.inf)
     if not with_correlations:
@@ -499,7 +500,7 @@ def length_map(activation: ActivationLike, q: Array, sigma_w2: Array, sigma_b2: 
     """One layer of the length map σ_w² E[φ(√q z)²] + σ_b². Broadcast shape."""
     kernel = gaussian_kernel(activation)
     q, w2, b2 = _inputs(q, sigma_w2, sigma_b2)
-    return w2 * kernel.moments(q, False).var + b2
+    return w2 * kernel.moments(q, _FINE_HALF).var + b2
 
 
 def correlation_map(activation: ActivationLike, c: Array, q: Array, sigma_w2: Array, sigma_b2: Array) -> Array:
@@ -514,7 +515,7 @@ def _length_iterates(activation: ActivationLike, w2: Array, b2: Array, q0: Array
     kernel = gaussian_kernel(activation)
 
     def layer(q: Array, _: None) -> tuple[Array, Array]:
-        q = w2 * kernel.moments(q, False).var + b2
+        q = w2 * kernel.moments(q, _FINE_HALF).var + b2
         return q, q
 
     return jnp.moveaxis(lax.scan(layer, q0, None, length=n_layers)[1], 0, -1)
@@ -540,7 +541,7 @@ def _corr_iterates(
 
     def layer(carry: tuple[Array, Array], _: None) -> tuple[tuple[Array, Array], tuple[Array, Array]]:
         q, c = carry
-        q_next = w2 * kernel.moments(q, False).var + b2
+        q_next = w2 * kernel.moments(q, _FINE_HALF).var + b2
         c_next = jnp.clip((w2 * kernel.correlation(q)(c)[0] + b2) / jnp.maximum(q_next, _TINY), -1, 1)
         return (q_next, c_next), (q_next, c_next)
 
@@ -577,7 +578,7 @@ def critical_line(activation: ActivationLike, q: Array) -> tuple[Array, Array]:
     """
     kernel = gaussian_kernel(activation)
     q = jnp.asarray(q, _float_dtype(q))
-    m = kernel.moments(q, False)
+    m = kernel.moments(q, _FINE_HALF)
     w2 = 1 / m.dvar
     return w2, q - w2 * m.var
 
@@ -594,11 +595,11 @@ def _boundary(activation: ActivationLike, b2: Array) -> Boundary:
         return Boundary(w2, b2, jnp.where(b2 == 0, 0.0, jnp.inf))
 
     def excess(q: Array) -> Array:  # σ_b² on the critical line at q*, minus the target
-        m = kernel.moments(q, False)
+        m = kernel.moments(q, _FINE_HALF)
         return q - m.var / m.dvar - b2
 
     grid = jnp.asarray(_CRIT_GRID, b2.dtype)
-    m = kernel.moments(grid, False)
+    m = kernel.moments(grid, _FINE_HALF)
     h = (grid - m.var / m.dvar).reshape((1,) * b2.ndim + grid.shape) - b2[..., None]
     crossing = (h[..., :-1] <= 0) & (h[..., 1:] > 0)
     found = jnp.any(crossing, axis=-1)
@@ -613,7 +614,7 @@ def _boundary(activation: ActivationLike, b2: Array) -> Boundary:
 
     lo, hi = lax.fori_loop(0, _BISECT_STEPS, bisect, (lo, hi))
     q = 0.5 * (lo + hi)
-    w2 = 1 / kernel.moments(q, False).dvar
+    w2 = 1 / kernel.moments(q, _FINE_HALF).dvar
     return Boundary(jnp.where(found, w2, jnp.nan), b2, jnp.where(found, q, jnp.nan))
 
 

@@ -1,0 +1,30 @@
+# Tasks for sweep. `pip install rust-just` provides `just`.
+
+venv := ".venv"
+py := venv / "bin/python"
+
+# create the virtual environment and install the package with test tools
+setup:
+    test -x {{py}} || python3 -m venv {{venv}}
+    {{py}} -m pip install -q --upgrade pip
+    {{py}} -m pip install -q -e '.[test]'
+
+# the built-in demo: tanh MLP on MNIST-1D, trainability phase diagram (a few minutes on 2 cores)
+demo: setup
+    {{venv}}/bin/sweep demo --out runs/demo
+
+# lint, format check and the test suite
+test: setup
+    {{venv}}/bin/ruff check sweep plots tests benchmarks
+    {{venv}}/bin/ruff format --check sweep plots tests benchmarks
+    {{py}} -m pytest -q
+
+# benchmarks (not part of the tests); PyTorch comparison needs the bench extra
+bench: setup
+    {{py}} -m pip install -q -e '.[bench]'
+    {{py}} benchmarks/bench_engine.py
+    {{py}} benchmarks/bench_theory.py
+
+# regenerate the figures of every experiment at quick scale into figures/
+figures: setup
+    {{py}} -m sweep.figures_all --scale quick --out figures

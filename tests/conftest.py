@@ -1,0 +1,23 @@
+"""Shared fixtures: tiny experiments that compile and run in seconds on a 2-core CPU."""
+
+from __future__ import annotations
+
+import copy
+
+import jax
+import pytest
+
+jax.config.update("jax_numpy_rank_promotion", "raise")
+
+TINY = {
+    "model": {"width": 16, "depth": 3, "sigma_w2": [1.0, 2.0], "sigma_b2": 0.05},
+    "data": {"name": "gaussian_mixture", "n_train": 256, "n_test": 128, "input_dim": 12},
+    "train": {"steps": 12, "batch_size": 16, "learning_rate": 0.05},
+    "measure": {"every": 4, "n_eval": 64},
+}
+
+
+@pytest.fixture
+def tiny() -> dict:
+    """A fresh copy of a tiny experiment mapping (2 variants, one group)."""
+    return copy.deepcopy(TINY)

@@ -1,0 +1,101 @@
+"""The command line: an end-to-end run, plotting, resume, and bad input (exit 2, one line, nothing written)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import xarray as xr
+
+from sweep.cli import main
+
+TINY_TOML = """
+[model]
+width = 16
+depth = [2, 3]
+sigma_w2 = [1.0, 2.0]
+[data]
+name = "gaussian_mixture"
+n_train = 256
+n_test = 128
+input_dim = 12
+[train]
+steps = 12
+batch_size = 16
+learning_rate = 0.05
+[measure]
+every = 4
+n_eval = 64
+"""
+
+
+@pytest.fixture
+def experiment(tmp_path):
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY_TOML)
+    return path
+
+
+def test_end_to_end_run_and_plot(tmp_path, experiment):
+    out = tmp_path / "run"
+    done = subprocess.run(
+        [sys.executable, "-m", "sweep.cli", "run", str(experiment), "--out", str(out), "--set", "train.steps=8"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "sweep summary" in done.stdout and "device" in done.stderr
+    with xr.open_dataset(out / "results.nc") as ds:
+        assert dict(ds.sizes) == {"depth": 2, "sigma_w2": 2, "step": 3, "layer": 4}
+        assert {"train_loss", "train_accuracy", "test_accuracy", "grad_norm", "q_layer", "diverged"} <= set(ds)
+        assert ds["grad_norm"].sel(depth=2, layer=4).isnull().all()  # padded: depth 2 has 3 weight matrices
+        assert "steps = 8" in ds.attrs["config"] and ds.attrs["variant_steps_per_second"] > 0
+    assert (out / "config.toml").read_text().count("sigma_w2 = [") == 1
+    for name in ("phase_diagram", "gradient_norms", "training_curves"):
+        assert (out / "figures" / f"{name}.png").stat().st_size > 10_000
+        assert (out / "figures" / f"{name}.pdf").exists()
+    (out / "figures" / "phase_diagram.png").unlink()
+    assert main(["plot", str(out)]) == 0
+    assert (out / "figures" / "phase_diagram.png").exists()
+
+
+def test_existing_results_need_force_or_resume(tmp_path, experiment, capsys):
+    out = tmp_path / "run"
+    args = ["run", str(experiment), "--out", str(out), "--no-plot", "--quiet", "--set", "model.depth=2"]
+    assert main(args) == 0
+    before = (out / "results.nc").stat().st_mtime_ns
+    assert main(args) == 2
+    assert "--force" in capsys.readouterr().err
+    assert (out / "results.nc").stat().st_mtime_ns == before
+    assert main([*args, "--resume"]) == 0  # nothing missing: every chunk is read back
+    assert main([*args[:-1], "model.depth=3", "--resume"]) == 2
+    assert "different experiment" in capsys.readouterr().err
+    assert main([*args, "--force"]) == 0
+
+
+BAD_FILES = [
+    ("[model]\nwidth = -1\n", "model.width"),
+    ("[model]\nactivation = 'softsign'\n", "model.activation"),
+    ("[optim]\nlr = 1\n", "[optim]"),
+    ("[train]\nlearning_rate = -0.1\n", "train.learning_rate"),
+    ("[model]\ndepth = []\n", "model.depth"),
+    ("[data]\nname = 'mnist'\n", "data.path"),
+    ("[data]\nname = 'mnist'\npath = '/nonexistent/mnist'\n", "data.path"),
+]
+
+
+@pytest.mark.parametrize(("text", "needle"), BAD_FILES)
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys, text, needle):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    out = tmp_path / "out"
+    assert main(["run", str(path), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and needle in err and str(path) in err
+    assert not out.exists()
+
+
+def test_unparsable_set_exits_2(tmp_path, experiment, capsys):
+    out = tmp_path / "out"
+    assert main(["run", str(experiment), "--out", str(out), "--set", "model.depth=[1,"]) == 2
+    assert "--set" in capsys.readouterr().err and not out.exists()
