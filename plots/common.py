@@ -9,8 +9,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import numpy as np  # noqa: E402
-import xarray as xr  # noqa: E402
+import numpy as np
+import xarray as xr
 
 
 def run_config(ds: xr.Dataset) -> dict[str, dict[str, Any]]:
@@ -30,8 +30,11 @@ def last_recorded(da: xr.DataArray) -> xr.DataArray:
     finite = np.isfinite(values)
     last = np.where(finite.any(-1), values.shape[-1] - 1 - np.argmax(finite[..., ::-1], axis=-1), 0)
     picked = np.take_along_axis(values, last[..., None], axis=-1)[..., 0]
-    return xr.DataArray(picked, dims=[d for d in da.dims if d != "step"], coords={
-        d: da.coords[d] for d in da.dims if d != "step" and d in da.coords})
+    return xr.DataArray(
+        picked,
+        dims=[d for d in da.dims if d != "step"],
+        coords={d: da.coords[d] for d in da.dims if d != "step" and d in da.coords},
+    )
 
 
 def final_accuracy(ds: xr.Dataset, variable: str = "train_accuracy") -> xr.DataArray:
@@ -68,5 +71,7 @@ def describe(ds: xr.Dataset) -> str:
     c = run_config(ds)
     m, d, t = c.get("model", {}), c.get("data", {}), c.get("train", {})
     lr = t.get("learning_rate")
-    return (f"{m.get('activation')} {m.get('arch', 'mlp')}, width {m.get('width')}, {m.get('init')} init, "
-            f"{d.get('name')}, {t.get('optimizer')} lr={lr}, {t.get('steps')} steps")
+    return (
+        f"{m.get('activation')} {m.get('arch', 'mlp')}, width {m.get('width')}, {m.get('init')} init, "
+        f"{d.get('name')}, {t.get('optimizer')} lr={lr}, {t.get('steps')} steps"
+    )

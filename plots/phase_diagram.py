@@ -16,11 +16,18 @@ def phase_diagram_figure(ds: xr.Dataset, variable: str = "train_accuracy") -> Fi
     accuracy = accuracy.transpose("depth", "sigma_w2")
     fig, ax = plt.subplots(figsize=(7, 5), constrained_layout=True)
     mesh = ax.pcolormesh(
-        accuracy["sigma_w2"], accuracy["depth"], accuracy.values, shading="nearest", cmap="viridis",
-        vmin=float(1.0 / ds.attrs.get("n_classes", 10)), vmax=1.0,
+        accuracy["sigma_w2"],
+        accuracy["depth"],
+        accuracy.values,
+        shading="nearest",
+        cmap="viridis",
+        vmin=float(1.0 / ds.attrs.get("n_classes", 10)),
+        vmax=1.0,
     )
     fig.colorbar(mesh, ax=ax, label=f"final {variable.replace('_', ' ')}")
     ax.set_xlabel(r"weight variance $\sigma_w^2$")
     ax.set_ylabel("depth L (hidden layers)")
-    ax.set_title(f"Trainability: {describe(ds)}" + (f"\n({note}; diverged = chance)" if note else ""), fontsize=9)
+    ax.set_title(
+        f"Trainability: {describe(ds)}" + (f"\n({note}; diverged = chance)" if note else ""), fontsize=9
+    )
     return fig

@@ -20,8 +20,9 @@ def training_curves_figure(ds: xr.Dataset, n_curves: int = 6, n_panels: int = 3)
         da = da.isel({dim: 0})
     sigmas = spread(da["sigma_w2"].values, n_curves) if "sigma_w2" in da.dims else [None]
     colours = plt.cm.coolwarm(np.linspace(0, 1, len(sigmas)))
-    fig, axes = plt.subplots(1, len(depths), figsize=(4 * len(depths), 3.6), sharey=True,
-                             constrained_layout=True, squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(depths), figsize=(4 * len(depths), 3.6), sharey=True, constrained_layout=True, squeeze=False
+    )
     for ax, depth in zip(axes[0], depths, strict=True):
         panel = da.sel(depth=depth) if depth is not None else da
         for sigma, colour in zip(sigmas, colours, strict=True):

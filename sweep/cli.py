@@ -21,20 +21,35 @@ DEMO_EXPERIMENT = "demo.toml"  # shipped inside the package (sweep/experiments/d
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="override any field, lists and ranges included, e.g. --set 'model.depth=[10,20]'")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override any field, lists and ranges included, e.g. --set 'model.depth=[10,20]'",
+    )
     parser.add_argument("--force", action="store_true", help="overwrite results already in --out")
     parser.add_argument("--resume", action="store_true", help="finish an interrupted run in --out")
-    parser.add_argument("--chunk-size", type=int, default=None, help="variants per chunk (default: from memory)")
-    parser.add_argument("--memory-budget", type=float, default=None, metavar="GB",
-                        help="memory for one chunk, per device (default: half of what is free)")
+    parser.add_argument(
+        "--chunk-size", type=int, default=None, help="variants per chunk (default: from memory)"
+    )
+    parser.add_argument(
+        "--memory-budget",
+        type=float,
+        default=None,
+        metavar="GB",
+        help="memory for one chunk, per device (default: half of what is free)",
+    )
     parser.add_argument("--no-plot", action="store_true", help="do not draw figures into DIR/figures")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sweep", description="Train many network variants at once and "
-                                     "measure why deep networks do or do not train.")
+    parser = argparse.ArgumentParser(
+        prog="sweep",
+        description="Train many network variants at once and measure why deep networks do or do not train.",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run an experiment file")
     run.add_argument("experiment", type=Path)
@@ -48,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     theory = commands.add_parser("theory", help="mean-field theory: q*, c*, chi_1, depth scales")
     try:  # TEMP until theory_cli lands
         from sweep.theory_cli import add_theory_arguments
+
         add_theory_arguments(theory)
     except ImportError:
         pass
@@ -62,9 +78,15 @@ def _print_summary(results, out: Path | None, figures: list[Path]) -> None:
     table = Table(title="sweep summary")
     for column in ("groups", "variants", "compile s", "run s", "variant-steps/s", "diverged", "devices"):
         table.add_column(column, justify="right")
-    table.add_row(str(a["n_groups"]), str(a["n_variants"]), f"{a['compile_seconds']:.1f}",
-                  f"{a['run_seconds']:.1f}", f"{a['variant_steps_per_second']:,.0f}",
-                  str(int(results["diverged"].sum())), a["devices"])
+    table.add_row(
+        str(a["n_groups"]),
+        str(a["n_variants"]),
+        f"{a['compile_seconds']:.1f}",
+        f"{a['run_seconds']:.1f}",
+        f"{a['variant_steps_per_second']:,.0f}",
+        str(int(results["diverged"].sum())),
+        a["devices"],
+    )
     console = Console()
     console.print(table)
     if out is not None:
@@ -80,9 +102,17 @@ def _run(args: argparse.Namespace, experiment: Path | str) -> int:
         if not args.quiet:
             print(f"sweep: {message}", file=sys.stderr)
 
-    results = run(experiment, args.out, tuple(args.overrides), force=args.force, resume=args.resume,
-                  chunk_size=args.chunk_size, memory_budget_gb=args.memory_budget, progress=not args.quiet,
-                  log=log)
+    results = run(
+        experiment,
+        args.out,
+        tuple(args.overrides),
+        force=args.force,
+        resume=args.resume,
+        chunk_size=args.chunk_size,
+        memory_budget_gb=args.memory_budget,
+        progress=not args.quiet,
+        log=log,
+    )
     figures = [] if args.no_plot else _plot(results, args.out)
     if not args.quiet:
         _print_summary(results, args.out, figures)

@@ -159,7 +159,9 @@ FIELDS: dict[str, Field] = {
     "train.seed": Field(int, False, _non_negative),
     "measure.every": Field(int, True, _positive),
     "measure.n_eval": Field(int, True, _positive),
-    "measure.trained_accuracy": Field(float, True, lambda v: None if 0 <= v <= 1 else f"must lie in [0, 1], got {v}"),
+    "measure.trained_accuracy": Field(
+        float, True, lambda v: None if 0 <= v <= 1 else f"must lie in [0, 1], got {v}"
+    ),
 }
 STATIC_FIELDS = tuple(f for f, spec in FIELDS.items() if spec.static)
 DYNAMIC_FIELDS = tuple(f for f, spec in FIELDS.items() if not spec.static)
@@ -241,7 +243,9 @@ def _range_values(kind: str, args: Any, spec: Field, source: str, field: str) ->
         raise _fail(source, field, f"{{{kind} = [a, b, n]}} needs three numbers, got {args!r}")
     if kind == "range":
         if not all(isinstance(a, int) and not isinstance(a, bool) for a in args) or args[2] == 0:
-            raise _fail(source, field, f"{{range = [start, stop, step]}} needs integers, step != 0; got {args}")
+            raise _fail(
+                source, field, f"{{range = [start, stop, step]}} needs integers, step != 0; got {args}"
+            )
         return list(range(*args))
     a, b, n = args
     if not isinstance(n, int) or n < 1:
@@ -250,7 +254,7 @@ def _range_values(kind: str, args: Any, spec: Field, source: str, field: str) ->
         raise _fail(source, field, f"{{geomspace = [a, b, n]}} needs positive a and b, got {args}")
     values = (np.linspace if kind == "linspace" else np.geomspace)(a, b, n)
     if spec.kind is int:
-        return list(dict.fromkeys(int(round(v)) for v in values))
+        return list(dict.fromkeys(round(v) for v in values))
     return [float(v) for v in values]
 
 
@@ -259,7 +263,9 @@ def parse_value(raw: Any, field: str, source: str) -> tuple[Any, ...] | Any:
     spec = FIELDS[field]
     if isinstance(raw, dict):
         if len(raw) != 1 or next(iter(raw)) not in ("linspace", "geomspace", "range"):
-            raise _fail(source, field, f"a table must be one of {{linspace|geomspace|range = [...]}}, got {raw}")
+            raise _fail(
+                source, field, f"a table must be one of {{linspace|geomspace|range = [...]}}, got {raw}"
+            )
         kind, args = next(iter(raw.items()))
         raw = _range_values(kind, args, spec, source, field)
     elif not isinstance(raw, list):
@@ -290,7 +296,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     field = field.strip()
     if not sep or field.count(".") != 1:
         raise ConfigError(f"--set {text!r}: expected section.key=value")
-    section, key = field.split(".")
+    section = field.split(".")[0]
     if section not in SECTIONS:
         raise ConfigError(f"--set {text!r}: unknown section [{section}]")
     if field not in FIELDS:

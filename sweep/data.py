@@ -37,11 +37,11 @@ def _mnist1d(n_samples: int) -> tuple[np.ndarray, np.ndarray]:
     args = get_dataset_args()
     args.num_samples = n_samples
     args.train_split = 1.0
-    state = np.random.get_state()  # the generator seeds numpy's global RNG; leave it as we found it
+    state = np.random.get_state()  # noqa: NPY002  # the generator seeds numpy's global RNG; leave it as we found it
     try:
         raw = make_dataset(args)
     finally:
-        np.random.set_state(state)
+        np.random.set_state(state)  # noqa: NPY002
     return raw["x"].astype(np.float32), raw["y"].astype(np.int32)
 
 
@@ -82,4 +82,6 @@ def _from_files(cfg: DataConfig, source: str) -> Dataset:
             f"{source}: data.n_train: {cfg.name} at {cfg.path!r} has only "
             f"{len(x_train)} training and {len(x_test)} test examples"
         )
-    return Dataset(x_train[: cfg.n_train], y_train[: cfg.n_train], x_test[: cfg.n_test], y_test[: cfg.n_test], 10)
+    return Dataset(
+        x_train[: cfg.n_train], y_train[: cfg.n_train], x_test[: cfg.n_test], y_test[: cfg.n_test], 10
+    )

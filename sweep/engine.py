@@ -65,7 +65,9 @@ def check_output_dir(out: Path, force: bool, resume: bool, experiment: Experimen
                 "(compare its config.toml); use a new --out or --force to start over"
             )
     elif not force:
-        raise ConfigError(f"--out {out}: already holds results; pass --force to overwrite or --resume to continue")
+        raise ConfigError(
+            f"--out {out}: already holds results; pass --force to overwrite or --resume to continue"
+        )
 
 
 def run(
@@ -98,7 +100,8 @@ def run(
     n_eval, n_test = experiment.base.measure.n_eval, experiment.base.data.n_test
     specs = [GroupSpec.from_config(g.static, dataset) for g in plan]
     sizes = [
-        _chunk_size(spec, len(g.variants), n_eval, n_test, budget, chunk_size) for spec, g in zip(specs, plan, strict=True)
+        _chunk_size(spec, len(g.variants), n_eval, n_test, budget, chunk_size)
+        for spec, g in zip(specs, plan, strict=True)
     ]
     if out_dir is not None:
         if resume and store.holds_results(out_dir):
@@ -110,8 +113,10 @@ def run(
                 (out_dir / store.RESULTS).unlink(missing_ok=True)
             store.start_run(out_dir, experiment, {g.key: n for g, n in zip(plan, sizes, strict=True)})
     devices = jax.devices()
-    log(f"{len(devices)} device(s) used ({devices[0].platform}: {devices[0].device_kind}); "
-        f"{experiment.n_variants} variants in {len(plan)} group(s)")
+    log(
+        f"{len(devices)} device(s) used ({devices[0].platform}: {devices[0].device_kind}); "
+        f"{experiment.n_variants} variants in {len(plan)} group(s)"
+    )
     data = train_data(dataset, n_eval)
     timing = Timing()
     parts = []
@@ -201,7 +206,10 @@ class _progress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
         self.bar = Progress(
-            "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
         )
         self.bar.__enter__()
         task = self.bar.add_task("variants", total=self.total)

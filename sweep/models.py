@@ -67,13 +67,19 @@ def mlp_init(key: jax.Array, sigma_w2: jax.Array, sigma_b2: jax.Array, spec: Mod
     """
     d, n, c, hidden = spec.input_dim, spec.width, spec.n_classes, spec.depth - 1
     shapes = {
-        "input_w": (d, n), "readout_w": (n, c), "input_b": (n,), "readout_b": (c,),
-        "hidden_w": (hidden, n, n), "hidden_b": (hidden, n),
+        "input_w": (d, n),
+        "readout_w": (n, c),
+        "input_b": (n,),
+        "readout_b": (c,),
+        "hidden_w": (hidden, n, n),
+        "hidden_b": (hidden, n),
     }
     sizes = [math.prod(shape) for shape in shapes.values()]
     flat = jax.random.normal(key, (sum(sizes),))
-    z = {name: part.reshape(shape) for (name, shape), part in
-         zip(shapes.items(), jnp.split(flat, np.cumsum(sizes)[:-1]), strict=True)}
+    z = {
+        name: part.reshape(shape)
+        for (name, shape), part in zip(shapes.items(), jnp.split(flat, np.cumsum(sizes)[:-1]), strict=True)
+    }
     sigma_w, sigma_b = jnp.sqrt(sigma_w2), jnp.sqrt(sigma_b2)
     return {
         "input": {"w": sigma_w * _unit_weight(z["input_w"], spec.init), "b": sigma_b * z["input_b"]},

@@ -46,7 +46,9 @@ DTYPES = {"diverged": bool, "diverged_step": np.int32}
 Part = tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]  # (grid_index [V, n_axes], outputs, steps)
 
 
-def assemble(experiment: Experiment, parts: Iterable[Part], attrs: dict[str, Any] | None = None) -> xr.Dataset:
+def assemble(
+    experiment: Experiment, parts: Iterable[Part], attrs: dict[str, Any] | None = None
+) -> xr.Dataset:
     """Scatter every part's per-variant outputs into grid-shaped arrays; absent variants stay NaN."""
     parts = list(parts)
     steps = np.unique(np.concatenate([p[2] for p in parts])) if parts else np.zeros(0, np.int64)
@@ -54,7 +56,9 @@ def assemble(experiment: Experiment, parts: Iterable[Part], attrs: dict[str, Any
     sizes = {"step": len(steps), "layer": n_layers}
     grid_shape = experiment.shape
     arrays = {
-        name: np.full(grid_shape + tuple(sizes[d] for d in dims), FILL.get(name, np.nan), DTYPES.get(name, np.float32))
+        name: np.full(
+            grid_shape + tuple(sizes[d] for d in dims), FILL.get(name, np.nan), DTYPES.get(name, np.float32)
+        )
         for name, dims in PER_VARIANT_DIMS.items()
     }
     completed = np.zeros(grid_shape, bool)

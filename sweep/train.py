@@ -5,9 +5,9 @@ from the variant's seed, runs ``spec.steps`` optimizer steps on minibatches draw
 measures at step 0, every ``spec.every`` steps and at the last step. The step loop is an outer
 ``lax.scan`` over recording intervals around an inner ``fori_loop`` over steps, so the hot loop holds no
 measurement code and the program holds one copy of the step and one of the measurement (compile time
-does not grow with the number of records). A variant whose loss or new parameters are non-finite is frozen at its last finite
-state and flagged ``diverged`` (with the step); its later measurements are NaN. Nothing it does can
-change another variant's numbers: vmap keeps variants independent.
+does not grow with the number of records). A variant whose loss or new parameters are non-finite is
+frozen at its last finite state and flagged ``diverged`` (with the step); its later measurements are
+NaN. Nothing it does can change another variant's numbers: vmap keeps variants independent.
 
 ``compile_group`` lifts ``train_variant`` with ``jax.vmap`` once, shards the variant axis over all
 devices, and caches the compiled program by (spec, chunk size), so a second chunk or run of the same
@@ -126,7 +126,9 @@ def train_variant(spec: GroupSpec, hyper: Hyper, data: TrainData) -> dict[str, j
 
     def train_step(state: TrainState, step: jax.Array) -> tuple[TrainState, None]:
         rows = jax.random.randint(variant_key(hyper.seed, step + 1), (spec.batch_size,), 0, n_train)
-        loss, grads = jax.value_and_grad(loss_fn)(state.params, arch, phi, data.x_train[rows], data.y_train[rows])
+        loss, grads = jax.value_and_grad(loss_fn)(
+            state.params, arch, phi, data.x_train[rows], data.y_train[rows]
+        )
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         finite = jnp.isfinite(loss) & _all_finite(params)
@@ -185,8 +187,10 @@ def compile_group(spec: GroupSpec, chunk_size: int, data: TrainData) -> Compiled
         in_shardings=(by_variant, replicated),
         out_shardings=by_variant,
     )
-    hyper_shape = Hyper(*(jax.ShapeDtypeStruct((chunk_size,), jnp.float32) for _ in range(4)),
-                        seed=jax.ShapeDtypeStruct((chunk_size,), jnp.uint32))
+    hyper_shape = Hyper(
+        *(jax.ShapeDtypeStruct((chunk_size,), jnp.float32) for _ in range(4)),
+        seed=jax.ShapeDtypeStruct((chunk_size,), jnp.uint32),
+    )
     start = time.perf_counter()
     compiled = program.lower(hyper_shape, data).compile()
     _COMPILED[key] = CompiledGroup(compiled, chunk_size, time.perf_counter() - start, by_variant)
@@ -206,7 +210,9 @@ def train_data(dataset: Dataset, n_eval: int) -> TrainData:
     )
 
 
-def run_chunk(compiled: CompiledGroup, hyper: dict[str, np.ndarray], data: TrainData) -> dict[str, np.ndarray]:
+def run_chunk(
+    compiled: CompiledGroup, hyper: dict[str, np.ndarray], data: TrainData
+) -> dict[str, np.ndarray]:
     """Train up to ``compiled.chunk_size`` variants; the chunk is padded by repeating its last variant
     (padding never shows: its outputs are dropped). Returns numpy arrays with leading axis [V]."""
     n = len(hyper["seed"])

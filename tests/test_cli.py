@@ -1,4 +1,4 @@
-"""The command line: an end-to-end run, plotting, resume, and bad input (exit 2, one line, nothing written)."""
+"""The command line: an end-to-end run, plotting, resume; bad input exits 2 with one line, writing nothing."""
 
 from __future__ import annotations
 
@@ -40,14 +40,28 @@ def experiment(tmp_path):
 def test_end_to_end_run_and_plot(tmp_path, experiment):
     out = tmp_path / "run"
     done = subprocess.run(
-        [sys.executable, "-m", "sweep.cli", "run", str(experiment), "--out", str(out), "--set", "train.steps=8"],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "sweep.cli",
+            "run",
+            str(experiment),
+            "--out",
+            str(out),
+            "--set",
+            "train.steps=8",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr
     assert "sweep summary" in done.stdout and "device" in done.stderr
     with xr.open_dataset(out / "results.nc") as ds:
         assert dict(ds.sizes) == {"depth": 2, "sigma_w2": 2, "step": 3, "layer": 4}
-        assert {"train_loss", "train_accuracy", "test_accuracy", "grad_norm", "q_layer", "diverged"} <= set(ds)
+        assert {"train_loss", "train_accuracy", "test_accuracy", "grad_norm", "q_layer", "diverged"} <= set(
+            ds
+        )
         assert ds["grad_norm"].sel(depth=2, layer=4).isnull().all()  # padded: depth 2 has 3 weight matrices
         assert "steps = 8" in ds.attrs["config"] and ds.attrs["variant_steps_per_second"] > 0
     assert (out / "config.toml").read_text().count("sigma_w2 = [") == 1

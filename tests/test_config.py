@@ -41,16 +41,25 @@ def test_integer_fields_round_linspace():
 
 
 def test_overrides_replace_and_sweep():
-    exp = experiment_from_dict({"train": {"steps": 300}}, "x.toml", ["train.steps=50", "model.depth=[10,20]",
-                                                                     "model.activation=relu"])
+    exp = experiment_from_dict(
+        {"train": {"steps": 300}},
+        "x.toml",
+        ["train.steps=50", "model.depth=[10,20]", "model.activation=relu"],
+    )
     assert exp.base.train.steps == 50 and exp.base.model.activation == "relu"
     assert exp.axes[0].values == (10, 20)
-    assert parse_override("model.sigma_w2={linspace = [1, 2, 3]}") == ("model.sigma_w2", {"linspace": [1, 2, 3]})
+    assert parse_override("model.sigma_w2={linspace = [1, 2, 3]}") == (
+        "model.sigma_w2",
+        {"linspace": [1, 2, 3]},
+    )
 
 
 def test_groups_split_on_static_fields_only():
     exp = experiment_from_dict(
-        {"model": {"depth": [2, 3], "sigma_w2": [1.0, 2.0, 3.0]}, "train": {"seed": [0, 1], "learning_rate": [0.1, 0.2]}}
+        {
+            "model": {"depth": [2, 3], "sigma_w2": [1.0, 2.0, 3.0]},
+            "train": {"seed": [0, 1], "learning_rate": [0.1, 0.2]},
+        }
     )
     plan = groups(exp)
     assert len(plan) == 2 and all(len(g.variants) == 12 for g in plan)
@@ -110,7 +119,9 @@ def test_bad_input_names_file_and_field(raw, needle):
     assert "\n" not in message and message.startswith("exp.toml") and needle in message
 
 
-@pytest.mark.parametrize("text", ["model.width", "width=3", "model.nope=3", "nosection.width=3", "model.depth=[1,"])
+@pytest.mark.parametrize(
+    "text", ["model.width", "width=3", "model.nope=3", "nosection.width=3", "model.depth=[1,"]
+)
 def test_bad_overrides(text):
     with pytest.raises(ConfigError, match="--set"):
         experiment_from_dict({}, "exp.toml", [text])

@@ -71,7 +71,9 @@ def test_divergence_is_isolated_and_frozen(tiny):
     assert not bool(both["diverged"].sel(learning_rate=0.01))
     for name in OUTPUTS:
         np.testing.assert_allclose(
-            both[name].sel(learning_rate=0.01).values, good_alone[name].sel(learning_rate=0.01).values, rtol=2e-4
+            both[name].sel(learning_rate=0.01).values,
+            good_alone[name].sel(learning_rate=0.01).values,
+            rtol=2e-4,
         )
 
 

@@ -503,7 +503,9 @@ def length_map(activation: ActivationLike, q: Array, sigma_w2: Array, sigma_b2: 
     return w2 * kernel.moments(q, _FINE_HALF).var + b2
 
 
-def correlation_map(activation: ActivationLike, c: Array, q: Array, sigma_w2: Array, sigma_b2: Array) -> Array:
+def correlation_map(
+    activation: ActivationLike, c: Array, q: Array, sigma_w2: Array, sigma_b2: Array
+) -> Array:
     """One layer of the correlation map at fixed length q: (σ_w² E[φ(u₁)φ(u₂)] + σ_b²)/q. Broadcast shape."""
     kernel = gaussian_kernel(activation)
     c, q, w2, b2 = _inputs(c, q, sigma_w2, sigma_b2)
