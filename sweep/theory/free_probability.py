@@ -113,11 +113,12 @@ class JacobianMoments(NamedTuple):
 class D2Law(NamedTuple):
     """The law of ``D² = φ'(h)²``, ``h ~ N(0, q*)``, in two exact-enough forms.
 
-    ``values``/``probs``: quadrature atoms (Gauss–Legendre in h), for moments. ``edges``/``masses``: the
-    real line of h cut into consecutive cells, D² evaluated at the cell edges, with ``masses`` the exact
-    normal probability of each cell; within a cell D² is taken uniform between its edge values, so the
-    Stieltjes transform is a sum of logarithms with no spurious poles (a law of discrete atoms would make
-    ``M_D²(w)`` spiky when w nears the real axis, which happens in the tails of the spectrum).
+    ``values``/``probs``: quadrature atoms (Gauss–Legendre in h), for moments. ``cells``/``masses``: the
+    real line of h cut into cells, D² evaluated just inside both ends of each cell (so a jump of φ' at a
+    cell edge, selu's at 0, is resolved), with ``masses`` the exact normal probability of each cell; within
+    a cell D² is taken uniform between its end values, so the Stieltjes transform is a sum of logarithms
+    with no spurious poles (a law of discrete atoms would make ``M_D²(w)`` spiky when w nears the real axis,
+    which happens in the tails of the spectrum).
 
     ``two_point`` is true when the law is exactly ``{0: 1 - p, c: p}`` (relu, hard-tanh, linear, or any φ at
     q* = 0); then ``values = [0, c]``, ``probs = [1 - p, p]``. ``q_star`` is NaN where it is not needed
@@ -127,7 +128,7 @@ class D2Law(NamedTuple):
 
     values: np.ndarray  # [K] float64, ≥ 0
     probs: np.ndarray  # [K] float64, sums to 1
-    edges: np.ndarray  # [C + 1] float64, D² at the cell edges
+    cells: np.ndarray  # [C, 2] float64, D² at the two ends of each cell
     masses: np.ndarray  # [C] float64, sums to 1
     q_star: float
     two_point: bool
@@ -145,8 +146,8 @@ def _two_point(c: float, p: float, q: float) -> D2Law:
     return D2Law(
         np.array([0.0, c]),
         np.array([1.0 - p, p]),
-        np.array([0.0, 0.0, c, c]),
-        np.array([1.0 - p, 0.0, p]),
+        np.array([[0.0, 0.0], [c, c]]),
+        np.array([1.0 - p, p]),
         q,
         True,
     )
@@ -309,9 +310,11 @@ def d2_law(
     cut = np.linspace(-_Z_CELLS, _Z_CELLS, n_cells + 1)
     masses = np.diff(special.ndtr(cut))
     masses[[0, -1]] += special.ndtr(-_Z_CELLS)
-    edges = dphi(math.sqrt(q) * cut) ** 2
+    inset = 1e-9 * (cut[1] - cut[0])
+    ends = np.stack([cut[:-1] + inset, cut[1:] - inset], axis=1)
+    cells = (dphi(math.sqrt(q) * ends.ravel()) ** 2).reshape(ends.shape)
     return D2Law(
-        dphi(math.sqrt(q) * x[keep]) ** 2, w[keep] / w[keep].sum(), edges, masses / masses.sum(), q, False
+        dphi(math.sqrt(q) * x[keep]) ** 2, w[keep] / w[keep].sum(), cells, masses / masses.sum(), q, False
     )
 
 
@@ -457,7 +460,7 @@ class _Generic:
     """
 
     def __init__(self, law: D2Law, sigma_w2: float, n: int, weights: str):
-        a, b, mass = law.edges[:-1], law.edges[1:], law.masses
+        a, b, mass = law.cells[:, 0], law.cells[:, 1], law.masses
         keep = (mass > 0.0) & (np.maximum(a, b) > 0.0)
         cell = keep & (a != b)
         atom = keep & (a == b)
