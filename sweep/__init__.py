@@ -6,6 +6,6 @@ Public names: ``run`` (experiment -> results Dataset), ``load`` (a run directory
 
 from sweep.config import ConfigError, load_experiment
 from sweep.engine import run
-from sweep.store import load
+from sweep.rundir import load
 
 __all__ = ["ConfigError", "load", "load_experiment", "run"]

@@ -11,6 +11,7 @@ Bad input exits with code 2 and one line on stderr naming the file and the field
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from importlib import resources
 from pathlib import Path
@@ -41,6 +42,20 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         metavar="GB",
         help="memory for one chunk, per device (default: half of what is free)",
     )
+    parser.add_argument(
+        "--shard",
+        default="0/1",
+        metavar="I/N",
+        help="run shard I of N (job arrays); shards may share --out; `sweep merge` joins them",
+    )
+    parser.add_argument(
+        "--coordinator",
+        default=None,
+        metavar="HOST:PORT",
+        help="jax.distributed coordinator for multi-process runs (SLURM is detected itself)",
+    )
+    parser.add_argument("--num-processes", type=int, default=None)
+    parser.add_argument("--process-id", type=int, default=None)
     parser.add_argument("--no-plot", action="store_true", help="do not draw figures into DIR/figures")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
 
@@ -57,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(run)
     plot = commands.add_parser("plot", help="draw the figures of a finished run")
     plot.add_argument("directory", type=Path)
+    merge = commands.add_parser("merge", help="assemble DIR/results.nc from the chunks of all shards")
+    merge.add_argument("directory", type=Path)
+    status = commands.add_parser("status", help="done / missing / diverged variants of a run directory")
+    status.add_argument("directory", type=Path)
     demo = commands.add_parser("demo", help="tanh MLP on MNIST-1D: a trainability phase diagram in minutes")
     demo.add_argument("--out", type=Path, default=Path("runs/demo"))
     _add_run_options(demo)
@@ -102,17 +121,28 @@ def _run(args: argparse.Namespace, experiment: Path | str) -> int:
         if not args.quiet:
             print(f"sweep: {message}", file=sys.stderr)
 
+    from sweep.chunks import parse_shard
+    from sweep.distributed import combine, initialize
+
+    try:
+        shard = parse_shard(args.shard)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    shard = combine(shard, initialize(args.coordinator, args.num_processes, args.process_id))
     results = run(
         experiment,
         args.out,
         tuple(args.overrides),
         force=args.force,
         resume=args.resume,
+        shard=shard,
         chunk_size=args.chunk_size,
         memory_budget_gb=args.memory_budget,
         progress=not args.quiet,
         log=log,
     )
+    if results.attrs.get("missing_variants", 0):
+        return 0  # other shards are still running: figures come with the merged results
     figures = [] if args.no_plot else _plot(results, args.out)
     if not args.quiet:
         _print_summary(results, args.out, figures)
@@ -125,8 +155,17 @@ def _plot(results, out: Path) -> list[Path]:
     return draw_all(results, out / "figures")
 
 
+class Terminated(Exception):
+    """Raised by the SIGTERM handler, so a scheduler's stop unwinds like Ctrl-C."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         if args.command == "run":
             return _run(args, args.experiment)
@@ -134,10 +173,26 @@ def main(argv: list[str] | None = None) -> int:
             with resources.as_file(resources.files("sweep") / DEMO_EXPERIMENT) as path:
                 return _run(args, path)
         if args.command == "plot":
-            from sweep.store import load
+            from sweep.rundir import load
 
             for path in _plot(load(args.directory), args.directory):
                 print(f"figure: {path}")
+            return 0
+        if args.command == "merge":
+            from sweep.rundir import merge
+
+            results, missing = merge(args.directory)
+            done = results.attrs["n_variants"] - missing
+            print(f"{args.directory / 'results.nc'}: {done} variants, {missing} missing")
+            return 0 if not missing else 1
+        if args.command == "status":
+            from sweep.rundir import status
+
+            s = status(args.directory)
+            print(
+                f"{args.directory}: {s.done}/{s.variants} variants done ({s.chunks_done}/{s.chunks} chunks), "
+                f"{s.missing} missing, {s.diverged} diverged"
+            )
             return 0
         if args.command == "theory":
             from sweep.theory_cli import run_theory
@@ -149,6 +204,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("sweep: interrupted; finished chunks are saved (rerun with --resume)", file=sys.stderr)
         return 130
+    except Terminated:
+        print(
+            "sweep: terminated (SIGTERM); the chunk in flight was abandoned, finished chunks are saved "
+            "(rerun with --resume)",
+            file=sys.stderr,
+        )
+        return 143
     return 2
 
 

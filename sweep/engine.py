@@ -3,16 +3,16 @@
 ``run`` is the whole pipeline behind ``sweep run``. Every input is validated (config, dataset, output
 directory) before anything is written. With an output directory, every finished chunk is saved at once,
 so an interrupted run loses at most the chunk in flight and ``resume=True`` recomputes only what is
-missing. Common random numbers: a variant's draws depend only on its seed (see ``sweep.models``), never
-on its chunk, so chunking, resuming and sharding do not change its numbers.
+missing; ``shard=(i, n)`` runs job i's share of the chunks, and several jobs may share a directory.
+Common random numbers: a variant's draws depend only on its seed (see ``sweep.train.variant_key``),
+never on its chunk, shard or device, so none of this changes its numbers.
 """
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +21,13 @@ import numpy as np
 import xarray as xr
 
 from sweep import memory, store
+from sweep.chunks import Chunk, plan_chunks, shard_cap, shard_chunks
 from sweep.config import ConfigError, Experiment, experiment_from_dict, load_experiment
 from sweep.data import load_dataset
-from sweep.grid import Group, groups
-from sweep.results import assemble
-from sweep.train import GroupSpec, compile_group, run_chunk, train_data
+from sweep.grid import groups
+from sweep.results import Part, assemble
+from sweep.rundir import collect
+from sweep.train import GroupSpec, TrainData, compile_group, run_chunk, train_data
 
 
 @dataclass
@@ -33,7 +35,6 @@ class Timing:
     compile_seconds: float = 0.0
     run_seconds: float = 0.0
     variant_steps: int = 0
-    per_group: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def variant_steps_per_second(self) -> float:
@@ -51,23 +52,23 @@ def as_experiment(source: str | Path | Experiment | dict, overrides: tuple[str, 
     return load_experiment(source, overrides)
 
 
-def check_output_dir(out: Path, force: bool, resume: bool, experiment: Experiment) -> None:
-    """Refuse to overwrite a run unless asked; refuse to resume a different experiment."""
+def check_output_dir(out: Path, force: bool, resume: bool, sharded: bool, experiment: Experiment) -> None:
+    """Refuse to overwrite a run unless asked; refuse to resume or join a different experiment."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out}: exists and is not a directory")
-    if not store.holds_results(out):
+    if force or not store.holds_results(out):
         return
-    if resume:
+    if resume or sharded:
         manifest = store.read_manifest(out)
         if manifest is None or manifest["fingerprint"] != experiment.fingerprint():
             raise ConfigError(
                 f"--resume {out}: the directory holds a different experiment than {experiment.source} "
                 "(compare its config.toml); use a new --out or --force to start over"
             )
-    elif not force:
-        raise ConfigError(
-            f"--out {out}: already holds results; pass --force to overwrite or --resume to continue"
-        )
+        return
+    raise ConfigError(
+        f"--out {out}: already holds results; pass --force to overwrite or --resume to continue"
+    )
 
 
 def run(
@@ -77,6 +78,7 @@ def run(
     *,
     force: bool = False,
     resume: bool = False,
+    shard: tuple[int, int] = (0, 1),
     chunk_size: int | None = None,
     memory_budget_gb: float | None = None,
     progress: bool = False,
@@ -84,110 +86,104 @@ def run(
 ) -> xr.Dataset:
     """Train every variant of an experiment and return the results Dataset (see ``sweep.results``).
 
-    With ``out``, chunks, ``config.toml`` and ``results.nc`` are written there. ``log`` receives one-line
-    messages once the inputs are valid (devices used, the plan).
+    With ``out``, every finished chunk is saved under ``out/chunks`` and, once all chunks of the grid
+    are there, ``out/results.nc``. ``shard=(i, n)`` trains only job i's share of the chunks (several
+    jobs may share ``out``); the Dataset returned then holds every chunk found so far. ``resume``
+    skips chunks already saved. ``log`` receives one-line messages once the inputs are valid.
     """
     experiment = as_experiment(source, tuple(overrides))
     out_dir = Path(out) if out is not None else None
+    sharded = shard[1] > 1
+    if sharded and out_dir is None:
+        raise ConfigError("--shard needs --out: the shards meet in one directory")
     if out_dir is not None:
-        check_output_dir(out_dir, force, resume, experiment)
+        check_output_dir(out_dir, force, resume, sharded, experiment)
     dataset = load_dataset(experiment.base.data, experiment.source)
     plan = groups(experiment)
-    for group in plan:  # every group must be able to use the dataset (it is shared)
+    for group in plan:  # the dataset is shared by all groups
         if group.static.data != experiment.base.data:
             raise ConfigError(f"{experiment.source}: data: sweeping data fields is not supported")
-    budget = int(memory_budget_gb * 2**30) if memory_budget_gb else memory.default_budget_bytes()
     n_eval, n_test = experiment.base.measure.n_eval, experiment.base.data.n_test
-    specs = [GroupSpec.from_config(g.static, dataset) for g in plan]
-    sizes = [
-        _chunk_size(spec, len(g.variants), n_eval, n_test, budget, chunk_size)
-        for spec, g in zip(specs, plan, strict=True)
-    ]
+    specs = {g.key: GroupSpec.from_config(g.static, dataset) for g in plan}
+    budget = int(memory_budget_gb * 2**30) if memory_budget_gb else memory.default_budget_bytes()
+    devices = jax.local_device_count()
+    cap = chunk_size or (shard_cap(experiment.n_variants, shard[1], devices) if sharded else None)
+    sizes = {g.key: _chunk_size(specs[g.key], len(g.variants), n_eval, n_test, budget, cap) for g in plan}
     if out_dir is not None:
-        if resume and store.holds_results(out_dir):
-            saved = (store.read_manifest(out_dir) or {}).get("chunk_sizes", {})
-            sizes = [saved.get(g.key, n) for g, n in zip(plan, sizes, strict=True)]  # keep the old chunking
-        else:
-            if force:
-                shutil.rmtree(out_dir / store.CHUNKS, ignore_errors=True)
-                (out_dir / store.RESULTS).unlink(missing_ok=True)
-            store.start_run(out_dir, experiment, {g.key: n for g, n in zip(plan, sizes, strict=True)})
-    devices = jax.devices()
+        if force:
+            store.clear_run(out_dir)
+        sizes = store.open_run(
+            out_dir, experiment, sizes, dataset.n_classes
+        )  # a run's chunking never changes
+    chunks = plan_chunks(plan, sizes)
+    mine = shard_chunks(chunks, *shard)
+    device = jax.local_devices()[0]
     log(
-        f"{len(devices)} device(s) used ({devices[0].platform}: {devices[0].device_kind}); "
-        f"{experiment.n_variants} variants in {len(plan)} group(s)"
+        f"{devices} device(s) used ({device.platform}: {device.device_kind}); "
+        f"{experiment.n_variants} variants in {len(plan)} group(s), {len(chunks)} chunk(s)"
+        + (f"; shard {shard[0]}/{shard[1]} runs {len(mine)} of them" if sharded else "")
     )
     data = train_data(dataset, n_eval)
     timing = Timing()
-    parts = []
-    with _progress(progress, experiment.n_variants) as advance:
-        for spec, group, size in zip(specs, plan, sizes, strict=True):
-            parts.extend(_run_group(spec, group, size, data, out_dir, timing, advance))
-    attrs = run_attributes(experiment, timing) | {"n_classes": dataset.n_classes}
-    results = assemble(experiment, parts, attrs)
-    if out_dir is not None:
+    computed = []
+    with _progress(progress, sum(c.n_variants for c in mine)) as advance:
+        for chunk in mine:
+            path = store.chunk_path(out_dir, chunk.name) if out_dir is not None else None
+            if path is None or not path.exists():
+                computed.append(_run_chunk(chunk, specs[chunk.group.key], data, path, timing))
+            advance(chunk.n_variants)
+    attrs = run_attributes(experiment, timing, len(plan)) | {"n_classes": dataset.n_classes}
+    if out_dir is None:
+        return assemble(experiment, computed, attrs)
+    results, missing = collect(out_dir, experiment, chunks, attrs)
+    if missing:
+        log(f"{missing} variant(s) of other shards are not done yet; `sweep merge {out_dir}` assembles them")
+    else:
         store.write_results(out_dir, results)
     return results
 
 
-def _chunk_size(spec: GroupSpec, n: int, n_eval: int, n_test: int, budget: int, fixed: int | None) -> int:
-    devices = jax.device_count()
-    if fixed:
-        return -(-min(fixed, n) // devices) * devices
-    return memory.chunk_size(spec, n, n_eval, n_test, budget)
+def _chunk_size(spec: GroupSpec, n: int, n_eval: int, n_test: int, budget: int, cap: int | None) -> int:
+    """Variants per chunk from the memory estimate, at most ``cap`` (a multiple of the device count)."""
+    devices = jax.local_device_count()
+    size = memory.chunk_size(spec, n, n_eval, n_test, budget)
+    if cap:
+        size = min(size, -(-min(cap, n) // devices) * devices)
+    return size
 
 
-def _run_group(spec, group: Group, size: int, data, out_dir, timing: Timing, advance) -> list:
-    hyper = group.dynamic()
-    grid_index = np.asarray([v.index for v in group.variants], np.int64).reshape(len(group.variants), -1)
+def _run_chunk(chunk: Chunk, spec: GroupSpec, data: TrainData, path: Path | None, timing: Timing) -> Part:
+    """Compile (once per shape) and train one chunk; save it if ``path``. Returns its results part."""
+    variants = chunk.group.variants[chunk.start : chunk.stop]
+    hyper = {k: v[chunk.start : chunk.stop] for k, v in chunk.group.dynamic().items()}
+    grid_index = np.asarray([v.index for v in variants], np.int64).reshape(len(variants), -1)
+    compiled, fresh = compile_group(spec, chunk.size, data)
+    if fresh:
+        timing.compile_seconds += compiled.compile_seconds
+    started = time.perf_counter()
+    outputs = run_chunk(compiled, hyper, data)
+    timing.run_seconds += time.perf_counter() - started
+    timing.variant_steps += len(variants) * spec.steps
     steps = spec.record_steps
-    parts, compiled, group_run, n_computed = [], None, 0.0, 0
-    for i, start in enumerate(range(0, len(group.variants), size)):
-        chunk = slice(start, start + size)
-        path = store.chunk_path(out_dir, group.key, i) if out_dir is not None else None
-        if path is not None and path.exists():
-            saved_index, outputs = store.read_chunk(path)
-            parts.append((saved_index, outputs, steps))
-            advance(len(saved_index))
-            continue
-        if compiled is None:
-            compiled = compile_group(spec, size, data)
-            timing.compile_seconds += compiled.compile_seconds
-        started = time.perf_counter()
-        outputs = run_chunk(compiled, {k: v[chunk] for k, v in hyper.items()}, data)
-        group_run += time.perf_counter() - started
-        n_computed += len(grid_index[chunk])
-        if path is not None:
-            store.write_chunk(path, grid_index[chunk], outputs)
-        parts.append((grid_index[chunk], outputs, steps))
-        advance(len(grid_index[chunk]))
-    timing.run_seconds += group_run
-    timing.variant_steps += n_computed * spec.steps
-    timing.per_group.append(
-        {
-            "group": group.key,
-            "variants": len(group.variants),
-            "chunk_size": size,
-            "compile_seconds": compiled.compile_seconds if compiled else 0.0,
-            "run_seconds": group_run,
-        }
-    )
-    return parts
+    if path is not None:
+        store.write_chunk(path, grid_index, outputs, steps)
+    return grid_index, outputs, steps
 
 
-def run_attributes(experiment: Experiment, timing: Timing) -> dict[str, Any]:
+def run_attributes(experiment: Experiment, timing: Timing, n_groups: int) -> dict[str, Any]:
     """Attributes saved with the results: resolved config, fingerprint, versions, devices, timing."""
     from importlib.metadata import version
 
+    device = jax.local_devices()[0]
     return {
         "config": store.config_text(experiment),
         "experiment": experiment.source,
         "fingerprint": experiment.fingerprint(),
         "sweep_version": version("sweep"),
         "jax_version": jax.__version__,
-        "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}",
+        "devices": f"{jax.local_device_count()} x {device.device_kind}",
         "n_variants": experiment.n_variants,
-        "n_groups": len(timing.per_group),
+        "n_groups": n_groups,
         "compile_seconds": round(timing.compile_seconds, 3),
         "run_seconds": round(timing.run_seconds, 3),
         "variant_steps_per_second": round(timing.variant_steps_per_second, 1),
@@ -200,7 +196,7 @@ class _progress:
     def __init__(self, enabled: bool, total: int):
         self.enabled, self.total = enabled, total
 
-    def __enter__(self):
+    def __enter__(self) -> Callable[[int], None]:
         if not self.enabled:
             return lambda n: None
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
@@ -215,7 +211,7 @@ class _progress:
         task = self.bar.add_task("variants", total=self.total)
         return lambda n: self.bar.advance(task, n)
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> bool:
         if self.enabled:
             self.bar.__exit__(*exc)
         return False

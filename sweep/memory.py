@@ -40,7 +40,7 @@ def variant_bytes(spec: GroupSpec, n_eval: int, n_test: int) -> int:
 
 def available_bytes() -> int:
     """Free memory of the first device (accelerator) or of the host (CPU)."""
-    device = jax.devices()[0]
+    device = jax.local_devices()[0]
     if device.platform != "cpu":
         stats = device.memory_stats() or {}
         if "bytes_limit" in stats:
@@ -57,15 +57,17 @@ def available_bytes() -> int:
 
 def default_budget_bytes() -> int:
     """Half of the memory available now, per device."""
-    device = jax.devices()[0]
-    per_device = available_bytes() if device.platform != "cpu" else available_bytes() // jax.device_count()
+    device = jax.local_devices()[0]
+    per_device = (
+        available_bytes() if device.platform != "cpu" else available_bytes() // jax.local_device_count()
+    )
     return per_device // 2
 
 
 def chunk_size(spec: GroupSpec, n_variants: int, n_eval: int, n_test: int, budget_bytes: int) -> int:
     """Variants per chunk: as many as fit the budget on every device, a multiple of the device count,
     never more than the group needs (rounded up to the device count)."""
-    devices = jax.device_count()
+    devices = jax.local_device_count()
     per_device = max(1, budget_bytes // variant_bytes(spec, n_eval, n_test))
     needed = -(-n_variants // devices)
     return devices * min(per_device, needed)

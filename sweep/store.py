@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -71,12 +72,40 @@ def holds_results(directory: Path) -> bool:
 
 
 # -------------------------------------------------------------------------------------------- chunks
-def start_run(directory: Path, experiment: Experiment, chunk_sizes: dict[str, int]) -> None:
-    """Write ``config.toml`` and the chunk manifest (fingerprint, chunk size per group) of a fresh run."""
-    write_config(directory, experiment)
-    manifest = {"fingerprint": experiment.fingerprint(), "chunk_sizes": chunk_sizes}
-    with atomic_write(directory / CHUNKS / MANIFEST, "w") as f:
-        json.dump(manifest, f)
+def open_run(
+    directory: Path, experiment: Experiment, chunk_sizes: dict[str, int], n_classes: int
+) -> dict[str, int]:
+    """Start a run in ``directory``, or join the one there; returns the chunk size per group to use.
+
+    The first process to arrive writes ``config.toml`` and the manifest (fingerprint, chunk sizes); the
+    manifest is created exclusively (``os.link`` fails if it exists), so concurrent shards agree on one
+    chunking and later processes (resumed or other shards) adopt it.
+    """
+    path = directory / CHUNKS / MANIFEST
+    if not path.exists():
+        write_config(directory, experiment)
+        manifest = {
+            "fingerprint": experiment.fingerprint(),
+            "chunk_sizes": chunk_sizes,
+            "n_classes": n_classes,
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".manifest.", suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            json.dump(manifest, f)
+        try:
+            os.link(tmp, path)  # atomic and exclusive: exactly one process creates the manifest
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(tmp)
+    return read_manifest(directory)["chunk_sizes"]
+
+
+def clear_run(directory: Path) -> None:
+    """Remove a previous run's chunks and results (``--force``)."""
+    shutil.rmtree(directory / CHUNKS, ignore_errors=True)
+    (directory / RESULTS).unlink(missing_ok=True)
 
 
 def read_manifest(directory: Path) -> dict[str, Any] | None:
@@ -84,20 +113,28 @@ def read_manifest(directory: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def chunk_path(directory: Path, group_key: str, index: int) -> Path:
-    return directory / CHUNKS / f"{group_key}-{index:05d}.npz"
+def chunk_path(directory: Path, name: str) -> Path:
+    return directory / CHUNKS / f"{name}.npz"
 
 
-def write_chunk(path: Path, grid_index: np.ndarray, outputs: dict[str, np.ndarray]) -> None:
-    """Save one chunk: ``grid_index`` [V, n_axes] and every output array [V, ...]."""
+def write_chunk(
+    path: Path, grid_index: np.ndarray, outputs: dict[str, np.ndarray], steps: np.ndarray
+) -> None:
+    """Save one chunk: ``grid_index`` [V, n_axes], its recorded ``steps`` [R] and every output [V, ...]."""
     with atomic_write(path) as f:
-        np.savez(f, grid_index=grid_index, **outputs)
+        np.savez(f, grid_index=grid_index, record_steps=steps, **outputs)
 
 
-def read_chunk(path: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def read_chunk(path: Path) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+    """(grid_index, outputs, record_steps) of a saved chunk."""
     with np.load(path, allow_pickle=False) as data:
-        outputs = {k: data[k] for k in data.files if k != "grid_index"}
-        return data["grid_index"], outputs
+        outputs = {k: data[k] for k in data.files if k not in ("grid_index", "record_steps")}
+        return data["grid_index"], outputs, data["record_steps"]
+
+
+def chunk_names(directory: Path) -> set[str]:
+    """Names of the chunks saved in a run directory."""
+    return {p.stem for p in (directory / CHUNKS).glob("*.npz")}
 
 
 # ------------------------------------------------------------------------------------------- results

@@ -171,16 +171,18 @@ _COMPILED: dict[tuple, CompiledGroup] = {}
 
 
 def variant_mesh() -> jax.sharding.Mesh:
-    """A 1-D mesh over every device, its axis named ``variants``."""
-    return jax.make_mesh((jax.device_count(),), ("variants",))
+    """A 1-D mesh over this process's devices, its axis named ``variants`` (in a multi-process run each
+    process trains its own shard of chunks on its own devices)."""
+    return jax.make_mesh((jax.local_device_count(),), ("variants",), devices=jax.local_devices())
 
 
-def compile_group(spec: GroupSpec, chunk_size: int, data: TrainData) -> CompiledGroup:
-    """The compiled program for ``chunk_size`` variants of ``spec`` (a multiple of the device count)."""
+def compile_group(spec: GroupSpec, chunk_size: int, data: TrainData) -> tuple[CompiledGroup, bool]:
+    """The compiled program for ``chunk_size`` variants of ``spec`` (a multiple of the device count),
+    and whether it was compiled now (False: taken from the cache)."""
     mesh = variant_mesh()
     key = (spec, chunk_size, jax.tree.map(lambda a: (a.shape, a.dtype), data), mesh.devices.size)
     if key in _COMPILED:
-        return _COMPILED[key]
+        return _COMPILED[key], False
     by_variant, replicated = NamedSharding(mesh, P("variants")), NamedSharding(mesh, P())
     program = jax.jit(
         jax.vmap(lambda hyper, data: train_variant(spec, hyper, data), in_axes=(0, None)),
@@ -194,7 +196,7 @@ def compile_group(spec: GroupSpec, chunk_size: int, data: TrainData) -> Compiled
     start = time.perf_counter()
     compiled = program.lower(hyper_shape, data).compile()
     _COMPILED[key] = CompiledGroup(compiled, chunk_size, time.perf_counter() - start, by_variant)
-    return _COMPILED[key]
+    return _COMPILED[key], True
 
 
 def train_data(dataset: Dataset, n_eval: int) -> TrainData:

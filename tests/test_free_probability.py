@@ -355,6 +355,22 @@ def test_polynomial_roots_and_newton_routes_agree(act, sb, kind):
     np.testing.assert_allclose(b.density, a.density, rtol=1e-6, atol=1e-9 * a.density.max())
 
 
+@pytest.mark.parametrize("kind", ["gaussian", "orthogonal"])
+def test_deep_relu_newton_route_moments(kind):
+    """n = 99 (depth 100): "auto" switches to Newton; its density still carries mean 1, variance n/p or
+    n(1/p - 1). The polynomial route is refused there (degree 100)."""
+    n = 99
+    lam = np.geomspace(1e-4, 1e5, 2500)
+    rho = fp.spectral_density("relu", 2.0, 0.0, n, kind, lam)
+    f1, f2 = lam**2 * rho.density, lam**3 * rho.density
+    dlog = np.diff(np.log(lam))
+    m1, m2 = (float(np.sum(0.5 * (f[1:] + f[:-1]) * dlog)) for f in (f1, f2))
+    assert m1 == pytest.approx(1.0, rel=2e-3)
+    assert m2 - m1**2 == pytest.approx(2 * n if kind == "gaussian" else n, rel=1e-2)
+    with pytest.raises(ValueError, match="ill-conditioned"):
+        fp.spectral_density("relu", 2.0, 0.0, n, kind, lam[:3], method="roots")
+
+
 def test_linear_gaussian_top_edge_is_fuss_catalan():
     """Product of n Ginibre matrices: the spectrum of J Jᵀ ends at (n+1)^{n+1}/n^n (σ_w² = 1)."""
     n = 4

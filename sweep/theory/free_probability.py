@@ -43,10 +43,12 @@ Density (``spectral_density``). Two routes:
 
   The physical root is chosen by continuation: start above the top of the spectrum on the real branch that
   has ``M ≈ m₁/λ`` (located exactly by walking real ``M`` upward from 0 until ``λ(M)`` stops decreasing —
-  the spectral edge), step ``λ`` down a fine geometric grid at ``z = λ(1 + iη)`` and at each step take the
-  root nearest (chordal metric on the Riemann sphere, so that a pole of ``M`` is crossed continuously)
-  to the previous one among those with ``Im G ≤ 0``, then polish it by Newton. Picking "any root with
-  Im G < 0" instead selects wrong branches.
+  the spectral edge), step ``λ`` down a fine geometric grid and at each step take the root nearest to the
+  previous one (chordal metric on the Riemann sphere, so that a pole of ``M`` at an atom is crossed
+  continuously) among those with ``Im G ≤ 0`` (the ``z → λ + i0`` member of a conjugate pair); then polish
+  it by Newton at ``z = λ(1 + iη)``. Picking "any root with Im G < 0" instead selects wrong branches. The
+  polynomial is solved in ``δ = M + p``, where the n roots that cluster around ``M = -p`` as λ → 0 stay
+  resolvable.
 * ``"newton"`` — any law of ``D²``. The unknown is ``w = M_D²⁻¹(M)``: with ``M = M_D²(w)`` explicit,
   ``z = M_JJᵀ⁻¹(M)`` is explicit too::
 
@@ -97,10 +99,12 @@ Method = Literal["auto", "roots", "newton"]
 
 _ETA = 1e-9  # z = λ(1 + iη): relative distance of the evaluation point above the real axis
 _GH_NODES = 201  # Gauss–Hermite nodes for the length map of smooth φ
-_GL_NODES = 400  # Gauss–Legendre nodes per half-line for the atoms of D² (and kinked φ)
+_GL_NODES = 400  # Gauss–Legendre nodes per half-line: moments of D², and the length map of kinked φ
 _Z_MAX = 10.0  # truncation of the standard normal for the Gauss–Legendre rule (tail < 1e-22)
 _N_CELLS = 600  # cells of h/√q* on [-_Z_CELLS, _Z_CELLS] for the Stieltjes transform of D²
 _Z_CELLS = 6.5  # tails beyond (mass 8e-11) folded into the end cells
+_MAX_ROOTS_AUTO = 16  # "auto" uses the polynomial roots up to this many factors (then Newton: faster)
+_MAX_ROOTS = 40  # beyond, the degree-(n+1) companion eigenproblem loses the branch (wrong at n = 60)
 
 
 class JacobianMoments(NamedTuple):
@@ -216,8 +220,8 @@ def _normal_gauss_hermite(n: int = _GH_NODES) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _normal_gauss_legendre(n: int = _GL_NODES) -> tuple[np.ndarray, np.ndarray]:
-    """Gauss–Legendre rule for ``N(0,1)`` on ``[-Z, 0] ∪ [0, Z]``: exact to ~1e-13 for smooth integrands,
-    robust to a kink at 0 (selu), and with nodes spread evenly enough to serve as atoms of ``D²``."""
+    """Gauss–Legendre rule for ``N(0,1)`` on ``[-Z, 0] ∪ [0, Z]`` (weights sum to 1): exact to ~1e-13 for
+    smooth integrands and, being split at 0, also for selu's jump of φ' there."""
     t, wt = np.polynomial.legendre.leggauss(n)
     x = 0.5 * _Z_MAX * (t + 1.0)  # [0, Z]
     w = 0.5 * _Z_MAX * wt * np.exp(-0.5 * x**2) / math.sqrt(2.0 * math.pi)
@@ -488,18 +492,20 @@ class _Generic:
             dm -= complex(np.dot(self.atom_p * self.atom_d, inv * inv))
         return opm, dm
 
-    def logz(self, w: complex) -> tuple[complex, complex, complex]:
-        """``(log z, d log z / dw, 1 + M)``."""
+    def logz(self, w: complex) -> tuple[complex, complex, complex, float]:
+        """``(log z, d log z / dw, 1 + M, size)``; ``size`` bounds the terms summed (for rounding)."""
         n = self.n
         opm, dm = self.opm(w)
         m = opm - 1.0
+        log_opm, log_m, log_w = cmath.log(opm), cmath.log(m), cmath.log(w)
         if self.gauss:
-            val = self.log_s + cmath.log(opm) + (n - 1) * cmath.log(m) + n * cmath.log(w)
+            val = self.log_s + log_opm + (n - 1) * log_m + n * log_w
             der = dm * (1 / opm + (n - 1) / m) + n / w
         else:
-            val = self.log_s + (n - 1) * (cmath.log(m) - cmath.log(opm)) + n * cmath.log(w)
+            val = self.log_s + (n - 1) * (log_m - log_opm) + n * log_w
             der = dm * (n - 1) * (1 / m - 1 / opm) + n / w
-        return val, der, opm
+        size = abs(self.log_s) + n * (abs(log_opm) + abs(log_m) + abs(log_w)) + 1.0
+        return val, der, opm, size
 
     def start(self) -> tuple[float, float]:
         """``(w, λ)`` on the real branch at twice the spectral edge (real w walking down to max d)."""
@@ -524,13 +530,15 @@ class _Generic:
         physical root (``Im G ≤ 0``, ``Im w ≥ 0``)."""
         logz_t, w = cmath.log(z), w0
         for _ in range(40):
-            val, der, opm = self.logz(w)
+            val, der, opm, size = self.logz(w)
             res = _wrap(val - logz_t)
             step = res / der
             if abs(step) > 0.5 * abs(w):  # damp jumps across the poles of M_D²
                 step *= 0.5 * abs(w) / abs(step)
             w -= step
-            if abs(step) <= 1e-12 * abs(w) or abs(res) <= 1e-14:
+            # converged: w stopped moving, or the residual is down to the rounding of the terms of log z
+            # (which grow like n log|w|: at n ~ 100 relative steps of 1e-12 are below that noise)
+            if abs(step) <= 1e-12 * abs(w) or abs(res) <= 1e-14 * size:
                 g = opm / z
                 return (w, opm) if g.imag <= 1e-6 * abs(g) and w.imag >= -1e-6 * abs(w) else None
         return None
@@ -593,12 +601,14 @@ def spectral_density(
     """Limiting eigenvalue density of ``J Jᵀ`` at ``lambdas`` (any shape, any order), plus its atoms.
 
     ``n_factors`` is the number of ``D·W`` factors (``L - 1`` for a network with L hidden layers).
-    ``method="auto"`` uses the polynomial roots for a two-point ``D²`` (relu, hard-tanh, linear) and Newton
-    in ``w = M_D²⁻¹(M)`` otherwise (see the module docstring). ``log_step`` is the step of the geometric
+    ``method="auto"`` uses the polynomial roots for a two-point ``D²`` (relu, hard-tanh, linear) and
+    ``n ≤ 16``, and Newton in ``w = M_D²⁻¹(M)`` otherwise (see the module docstring); the two agree to
+    ~1e-12 where both apply. ``"roots"`` is refused above n = 40, where the companion matrix of the degree
+    ``n + 1`` polynomial no longer resolves the branch. ``log_step`` is the step of the geometric
     continuation grid in ``log λ`` (requested λ are added to it, so density is exact there, not
     interpolated); ``n_cells`` the cells in h that discretise a continuous ``D²`` (error O(n_cells⁻²), about
-    1e-4 relative at the default). Cost: ``log(λ_edge / min λ) / log_step`` root solves, about 1 s for
-    ``n = 8`` down to λ = 1e-4. The polynomial route has degree ``n + 1``: prefer ``"newton"`` for n ≳ 50.
+    1e-4 relative at the default). Cost: ``log(λ_edge / min λ) / log_step`` root solves, 0.5–1.5 s for
+    ``n = 8`` down to λ = 1e-4, about the same at n = 99 (Newton).
 
     Raises ``ValueError`` for orthogonal weights with a deterministic ``D²`` (linear φ, or q* = 0), where
     ``J Jᵀ = (c σ_w²)^n I`` has no density: a single atom of mass 1 at ``(c σ_w²)^n``.
@@ -617,7 +627,9 @@ def spectral_density(
     if law.two_point and p <= 0.0:
         raise ValueError(f"D^2 is identically 0 for {activation} at q*={law.q_star}: J = 0")
     if method == "auto":
-        method = "roots" if law.two_point else "newton"
+        method = "roots" if law.two_point and n <= _MAX_ROOTS_AUTO else "newton"
+    if method == "roots" and n > _MAX_ROOTS:
+        raise ValueError(f"method='roots' is ill-conditioned for n_factors={n} > {_MAX_ROOTS}: use 'newton'")
 
     atoms: list[tuple[float, float]] = []
     if law.two_point:

@@ -157,14 +157,34 @@ def _sinh_legendre(m: int) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([(x - 1) / 2, (x + 1) / 2]), np.concatenate([w / 2, w / 2])
 
 
-def _sinh_rule(q: Array, m: int) -> tuple[Array, Array]:
-    """Nodes u [..., 2m] and normalised weights for E[f(u)], u ~ N(0, q); see the module docstring."""
-    tau, w = _sinh_legendre(m)
+def _sinh_means(
+    q: Array, half: int, integrands: Callable[[Array], tuple[Array, ...]], n_out: int
+) -> tuple[Array, ...]:
+    """E[g(u)], u ~ N(0, q), for each of the ``n_out`` elementwise integrands returned by ``integrands(u)``.
+
+    Rule: see the module docstring. Nodes are visited in blocks of 8 inside a ``fori_loop`` so that no
+    ``[..., n]`` intermediate is materialised (XLA on CPU would materialise one per reduction otherwise).
+    Weights are normalised to sum to one. Results have the shape of ``q``.
+    """
+    tau, w = _sinh_legendre(half)
+    block = math.gcd(8, tau.size)
+    taus = jnp.asarray(tau.reshape(-1, block), q.dtype)
+    ws = jnp.asarray(w.reshape(-1, block), q.dtype)
+    lift = (1,) * q.ndim + (block,)
     qs = jnp.maximum(q, _TINY)[..., None]
-    e = jnp.exp(jnp.arcsinh(_SINH_L * jnp.sqrt(qs)) * _const(tau, q.ndim, q.dtype))
-    u = 0.5 * (e - 1 / e)  # sinh t, cosh t from one exponential
-    weight = _const(w, q.ndim, q.dtype) * (e + 1 / e) * jnp.exp(-0.5 * u * u / qs)
-    return u, weight / jnp.sum(weight, axis=-1, keepdims=True)
+    t_max = jnp.arcsinh(_SINH_L * jnp.sqrt(qs))
+
+    def body(j: Array, acc: tuple[Array, ...]) -> tuple[Array, ...]:
+        e = jnp.exp(t_max * lax.dynamic_index_in_dim(taus, j, keepdims=False).reshape(lift))
+        u = 0.5 * (e - 1 / e)  # sinh t and cosh t from one exponential
+        weight = lax.dynamic_index_in_dim(ws, j, keepdims=False).reshape(lift) * (e + 1 / e)
+        weight = weight * jnp.exp(-0.5 * u * u / qs)
+        values = (jnp.ones_like(u), *integrands(u))
+        return tuple(a + jnp.sum(weight * v, axis=-1) for a, v in zip(acc, values, strict=True))
+
+    zero = jnp.zeros_like(q)
+    total, *sums = lax.fori_loop(0, taus.shape[0], body, (zero,) * (n_out + 1))
+    return tuple(x / total for x in sums)
 
 
 def gaussian_expectation(f: Callable[[Array], Array], q: Array, n: int = 2 * _FINE_HALF) -> Array:
@@ -173,8 +193,7 @@ def gaussian_expectation(f: Callable[[Array], Array], q: Array, n: int = 2 * _FI
     ``f`` elementwise (a kink at u = 0 is integrated exactly); result has the shape of ``q``.
     """
     q = jnp.asarray(q, _float_dtype(q))
-    u, weight = _sinh_rule(q, n // 2)
-    return jnp.sum(weight * f(u), axis=-1)
+    return _sinh_means(q, n // 2, lambda u: (f(u),), 1)[0]
 
 
 # --------------------------------------------------------------------------------------------- kernels
@@ -309,14 +328,12 @@ def _horner(coef: Array, x: Array) -> Array:
 
 
 def _generic_kernel(name: str, phi: Callable[[Array], Array]) -> GaussianKernel:
-    def moments(q: Array, half: int = _FINE_HALF) -> Moments:
-        u, weight = _sinh_rule(q, half)
+    def integrands(u: Array) -> tuple[Array, Array, Array]:
         f, f1, f2 = _derivatives(phi, u, 2)
-        return Moments(
-            var=jnp.sum(weight * f * f, axis=-1),
-            var_slope=jnp.sum(weight * (f1 * f1 + f * f2), axis=-1),
-            dvar=jnp.sum(weight * f1 * f1, axis=-1),
-        )
+        return f * f, f1 * f1 + f * f2, f1 * f1
+
+    def moments(q: Array, half: int = _FINE_HALF) -> Moments:
+        return Moments(*_sinh_means(q, half, integrands, 3))
 
     def correlation(q: Array) -> CorrelationFn:
         z, m_even, m_odd = _mehler_tables()

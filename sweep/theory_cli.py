@@ -1,0 +1,138 @@
+"""``sweep theory``: mean-field numbers for one activation and bias variance, as a table or JSON.
+
+    sweep theory --activation tanh --sigma-b2 0.05
+    sweep theory --activation erf --sigma-b2 0.1 --sigma-w2 1 2 3 --json
+    sweep theory --activation tanh --sigma-b2 0.05 --plot phase.png
+
+The main CLI (``sweep.cli``) builds the sub-parser with ``add_theory_arguments`` and calls ``run_theory``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from sweep.activations import ACTIVATIONS
+
+DEFAULT_SIGMA_W2 = (1.0, 1.5, 2.0, 2.5, 3.0, 4.0)
+FIELDS = ("q_star", "c_star", "chi_1", "chi_c", "xi_q", "xi_c")
+PLOT_SUFFIXES = (".png", ".pdf")
+
+
+def add_theory_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``sweep theory`` options to ``parser`` (its own sub-parser)."""
+    parser.add_argument(
+        "--activation", required=True, metavar="NAME", help=f"one of: {', '.join(sorted(ACTIVATIONS))}"
+    )
+    parser.add_argument("--sigma-b2", type=float, required=True, metavar="X", help="bias variance σ_b² ≥ 0")
+    parser.add_argument(
+        "--sigma-w2",
+        type=float,
+        nargs="+",
+        default=None,
+        metavar="A",
+        help=f"weight variances σ_w² > 0 to tabulate (default: {' '.join(map(str, DEFAULT_SIGMA_W2))})",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help='print one JSON object {"activation", "sigma_b2", "critical_sigma_w2", "points": [{"sigma_w2", '
+        '"sigma_b2", "q_star", "c_star", "chi_1", "chi_c", "xi_q", "xi_c"}, ...]}; '
+        "infinities (and a missing critical point) are null",
+    )
+    parser.add_argument(
+        "--plot", type=Path, default=None, metavar="FILE", help="also save the phase diagram (.png or .pdf)"
+    )
+
+
+def _error(message: str) -> int:
+    print(f"sweep theory: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _json_number(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None
+
+
+def theory_report(activation: str, sigma_b2: float, sigma_w2: list[float]) -> dict:
+    """The numbers ``sweep theory`` prints, as a JSON-ready dict (float64; inf and NaN become None)."""
+    from sweep.theory import mean_field as mf
+
+    with jax.enable_x64(True):
+        critical = float(mf.critical_sigma_w2(activation, np.float64(sigma_b2)))
+        w2 = np.asarray(sigma_w2, dtype=np.float64)
+        result = mf.mean_field(activation, w2, np.full_like(w2, sigma_b2))
+        columns = {name: np.asarray(getattr(result, name), dtype=np.float64) for name in FIELDS}
+    points = [
+        {"sigma_w2": float(w), "sigma_b2": float(sigma_b2)}
+        | {name: _json_number(columns[name][i]) for name in FIELDS}
+        for i, w in enumerate(w2)
+    ]
+    return {
+        "activation": activation,
+        "sigma_b2": float(sigma_b2),
+        "critical_sigma_w2": _json_number(critical),
+        "points": points,
+    }
+
+
+def _format(x: float | None) -> str:
+    return "inf" if x is None else f"{x:.6g}"
+
+
+def _print_table(report: dict) -> None:
+    critical = report["critical_sigma_w2"]
+    print(f"activation {report['activation']}, sigma_b2 = {report['sigma_b2']:g}")
+    print(f"critical sigma_w2 (chi_1 = 1): {'none' if critical is None else f'{critical:.6g}'}")
+    header = ("sigma_w2", *FIELDS)
+    rows = [[_format(p[name]) for name in header] for p in report["points"]]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    print("  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True)))
+    for row in rows:
+        print("  ".join(v.rjust(w) for v, w in zip(row, widths, strict=True)))
+    print("(inf: no finite fixed point or depth scale; chi_1 < 1 ordered, > 1 chaotic)")
+
+
+def run_theory(args: argparse.Namespace) -> int:
+    """Run ``sweep theory`` for parsed ``args``; returns the exit code (2 with one stderr line on bad input).
+
+    Prints the critical σ_w² and a table of (σ_w², q*, c*, χ₁, χ_c, ξ_q, ξ_c), or with ``--json`` exactly one
+    JSON object ``{"activation", "sigma_b2", "critical_sigma_w2", "points": [...]}`` where every point has
+    ``sigma_w2, sigma_b2, q_star, c_star, chi_1, chi_c, xi_q, xi_c`` and infinities are encoded as null
+    (``critical_sigma_w2`` is null where no critical point exists). ``--plot FILE`` also saves the phase
+    diagram (``plots.order_chaos``); its suffix (.png or .pdf) picks the format.
+    """
+    if args.activation not in ACTIVATIONS:
+        return _error(
+            f"unknown --activation {args.activation!r}; choose from {', '.join(sorted(ACTIVATIONS))}"
+        )
+    if not (math.isfinite(args.sigma_b2) and args.sigma_b2 >= 0):
+        return _error(f"--sigma-b2 must be a finite number >= 0, got {args.sigma_b2}")
+    sigma_w2 = list(DEFAULT_SIGMA_W2 if args.sigma_w2 is None else args.sigma_w2)
+    bad = [w for w in sigma_w2 if not (math.isfinite(w) and w > 0)]
+    if bad:
+        return _error(f"--sigma-w2 values must be finite and > 0, got {bad[0]}")
+    if args.plot is not None and args.plot.suffix.lower() not in PLOT_SUFFIXES:
+        return _error(f"--plot {str(args.plot)!r} must end in .png or .pdf")
+
+    report = theory_report(args.activation, args.sigma_b2, sigma_w2)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        _print_table(report)
+    if args.plot is not None:
+        from plots.order_chaos import order_chaos_figure
+
+        fig = order_chaos_figure(
+            args.activation, sigma_b2_max=max(1.0, 2 * args.sigma_b2), mark=(sigma_w2, args.sigma_b2)
+        )
+        args.plot.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(args.plot, dpi=120)
+        print(f"figure: {args.plot}", file=sys.stderr if args.json else sys.stdout)
+    return 0

@@ -1,0 +1,161 @@
+"""Scale-out and survival: shards, merge, resume after SIGKILL, SIGTERM, devices, memory-based chunks."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from sweep import engine, memory, rundir
+from sweep.cli import main
+from sweep.config import experiment_from_dict
+from sweep.data import load_dataset
+from sweep.grid import groups
+from sweep.train import GroupSpec
+
+EXPERIMENT = """
+[model]
+width = 16
+depth = 2
+sigma_w2 = [0.5, 1.0, 1.5, 2.0, 2.5, 3.0]
+[data]
+name = "gaussian_mixture"
+n_train = 256
+n_test = 64
+input_dim = 8
+[train]
+steps = 10
+batch_size = 16
+seed = [0, 1]
+[measure]
+every = 5
+n_eval = 32
+"""
+VARIABLES = ("train_loss", "test_accuracy", "grad_norm", "q_layer", "diverged")
+
+
+@pytest.fixture
+def experiment(tmp_path) -> Path:
+    path = tmp_path / "exp.toml"
+    path.write_text(EXPERIMENT)
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> xr.Dataset:
+    path = tmp_path_factory.mktemp("ref") / "exp.toml"
+    path.write_text(EXPERIMENT)
+    return engine.run(path, chunk_size=3)
+
+
+def assert_same(a: xr.Dataset, b: xr.Dataset) -> None:
+    for name in VARIABLES:
+        np.testing.assert_allclose(a[name].values, b[name].values, rtol=1e-5, atol=1e-7, err_msg=name)
+
+
+def _cli(*args: str, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "sweep.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_shards_merged_equal_the_whole_run(tmp_path, experiment, reference):
+    out = tmp_path / "run"
+    part0 = engine.run(experiment, out, shard=(0, 2), chunk_size=3)
+    assert int(part0.attrs["missing_variants"]) > 0 and not (out / "results.nc").exists()
+    with pytest.warns(UserWarning, match="missing"):
+        partial = rundir.load(out)
+    assert 0 < int(partial["completed"].sum()) < 12
+    engine.run(experiment, out, shard=(1, 2), chunk_size=3)  # the last shard writes results.nc
+    assert_same(rundir.load(out), reference)
+    merged, missing = rundir.merge(out)
+    assert missing == 0
+    assert_same(merged, reference)
+    assert rundir.status(out).done == 12
+
+
+def test_shards_are_balanced_and_disjoint():
+    exp = experiment_from_dict({"model": {"depth": [2, 4, 8, 16], "sigma_w2": [1.0, 2.0, 3.0]}})
+    from sweep.chunks import plan_chunks, shard_chunks
+
+    chunks = plan_chunks(groups(exp), {g.key: 1 for g in groups(exp)})
+    shards = [shard_chunks(chunks, i, 3) for i in range(3)]
+    names = [c.name for s in shards for c in s]
+    assert sorted(names) == sorted(c.name for c in chunks)
+    costs = [sum(c.cost for c in s) for s in shards]
+    assert max(costs) / min(costs) < 1.3
+
+
+def test_resume_after_sigkill_equals_uninterrupted(tmp_path, experiment, reference):
+    out = tmp_path / "run"
+    args = ("run", str(experiment), "--out", str(out), "--chunk-size", "2", "--quiet", "--no-plot")
+    proc = _cli(*args)
+    chunks = out / "chunks"
+    deadline = time.time() + 240
+    while time.time() < deadline and len(list(chunks.glob("*.npz"))) < 2 and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = len(list(chunks.glob("*.npz")))
+    assert done_before >= 1 and not (out / "results.nc").exists()
+    assert main([*args, "--resume"]) == 0
+    assert_same(rundir.load(out), reference)
+
+
+def test_sigterm_leaves_no_partial_files(tmp_path, experiment):
+    out = tmp_path / "run"
+    proc = _cli(
+        "run",
+        str(experiment),
+        "--out",
+        str(out),
+        "--chunk-size",
+        "2",
+        "--quiet",
+        "--no-plot",
+        "--set",
+        "train.steps=3000",
+    )
+    deadline = time.time() + 240
+    while time.time() < deadline and not list((out / "chunks").glob("*.npz")) and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143 and "SIGTERM" in err and "--resume" in err
+    assert not list(out.rglob("*.tmp")) and not (out / "results.nc").exists()
+    for path in (out / "chunks").glob("*.npz"):
+        np.load(path)  # every visible chunk is complete
+
+
+def test_chunk_size_follows_the_memory_estimate(tmp_path, experiment):
+    out = tmp_path / "run"
+    exp = engine.as_experiment(experiment)
+    spec = GroupSpec.from_config(groups(exp)[0].static, load_dataset(exp.base.data))
+    per_variant = memory.variant_bytes(spec, 32, 64)
+    budget_gb = 3.5 * per_variant / 2**30  # room for 3 variants
+    engine.run(experiment, out, memory_budget_gb=budget_gb)
+    sizes = json.loads((out / "chunks" / "manifest.json").read_text())["chunk_sizes"]
+    assert list(sizes.values()) == [3]
+    assert len(list((out / "chunks").glob("*.npz"))) == 4
+
+
+def test_four_fake_devices_give_the_same_results(tmp_path, experiment, reference):
+    out = tmp_path / "run"
+    env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    proc = _cli("run", str(experiment), "--out", str(out), "--no-plot", "--chunk-size", "3", env=env)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert "4 device(s)" in err
+    assert_same(rundir.load(out), reference)
