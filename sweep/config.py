@@ -74,7 +74,13 @@ class TrainConfig:
 class MeasureConfig:
     every: int = 25
     n_eval: int = 512
-    trained_accuracy: float = 0.5
+    trained_accuracy: float = 0.5  # "trained" = final training accuracy above this (phase diagrams)
+    xi_multiple: float = 6.0  # theory overlay: trainable while depth <= xi_multiple * xi_c
+    jacobian: bool = False  # record singular values of the input-output Jacobian
+    jacobian_inputs: int = 1  # at this many inputs (the first training examples)
+    jacobian_every: int = 0  # at step 0, the last step and every k steps (0: only those two)
+    jacobian_mode: str = "auto"  # exact | matrix_free | auto (matrix-free above width 1024)
+    jacobian_k: int = 16  # matrix-free: this many largest and smallest singular values
 
 
 @dataclass(frozen=True)
@@ -115,7 +121,7 @@ SECTIONS: dict[str, type] = {
 class Field:
     """How one ``section.key`` is typed and checked, and whether it changes shapes/code (static)."""
 
-    kind: type  # int, float or str
+    kind: type  # bool, int, float or str
     static: bool
     check: Callable[[Any], str | None] = lambda value: None  # returns a problem or None
 
@@ -162,6 +168,12 @@ FIELDS: dict[str, Field] = {
     "measure.trained_accuracy": Field(
         float, True, lambda v: None if 0 <= v <= 1 else f"must lie in [0, 1], got {v}"
     ),
+    "measure.xi_multiple": Field(float, True, _positive),
+    "measure.jacobian": Field(bool, True),
+    "measure.jacobian_inputs": Field(int, True, _positive),
+    "measure.jacobian_every": Field(int, True, _non_negative),
+    "measure.jacobian_mode": Field(str, True, _choice(("auto", "exact", "matrix_free"))),
+    "measure.jacobian_k": Field(int, True, _positive),
 }
 STATIC_FIELDS = tuple(f for f, spec in FIELDS.items() if spec.static)
 DYNAMIC_FIELDS = tuple(f for f, spec in FIELDS.items() if not spec.static)
@@ -222,6 +234,9 @@ def _scalar(value: Any, spec: Field, source: str, field: str) -> Any:
     if spec.kind is str:
         if not isinstance(value, str):
             raise _fail(source, field, f"expected a string, got {value!r}")
+    elif spec.kind is bool:
+        if not isinstance(value, bool):
+            raise _fail(source, field, f"expected true or false, got {value!r}")
     elif isinstance(value, bool) or not isinstance(value, int | float):
         raise _fail(source, field, f"expected a number, got {value!r}")
     elif spec.kind is int:
@@ -334,7 +349,19 @@ def experiment_from_dict(
         else:
             fixed[field] = parsed
     base = Config().replace(fixed)
+    _check_jacobian_schedule(base, axes, source)
     return Experiment(base=base, axes=tuple(axes), source=source)
+
+
+def _check_jacobian_schedule(base: Config, axes: list[Axis], source: str) -> None:
+    """measure.jacobian_every must fall on recorded steps: a multiple of measure.every."""
+    swept = {axis.field: axis.values for axis in axes}
+    for every in swept.get("measure.every", (base.measure.every,)):
+        for jacobian_every in swept.get("measure.jacobian_every", (base.measure.jacobian_every,)):
+            if jacobian_every % every:
+                raise _fail(
+                    source, "measure.jacobian_every", f"must be a multiple of measure.every ({every})"
+                )
 
 
 def load_experiment(path: str | Path, overrides: Iterable[str] = ()) -> Experiment:

@@ -120,13 +120,23 @@ def mlp_weight_norms(grads: Params) -> jax.Array:
     )
 
 
+def mlp_jacobian_factors(params: Params, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """What ``sweep.spectrum`` needs for J = dx^L/dx^1: hidden weights [L-1, N, N], biases [L-1, N] and
+    the first layer's pre-activations h^1 at inputs x [n, d]: [n, N]."""
+    h1 = x @ params["input"]["w"] + params["input"]["b"][None, :]
+    return params["hidden"]["w"], params["hidden"]["b"], h1
+
+
 class Architecture(NamedTuple):
     init: Callable[[jax.Array, jax.Array, jax.Array, ModelSpec], Params]
     apply: Callable[[Params, jax.Array, Callable], tuple[jax.Array, jax.Array]]
     weight_norms: Callable[[Params], jax.Array]
     n_layers: Callable[[ModelSpec], int]  # number of weight matrices = length of the layer axis
+    jacobian_factors: Callable[[Params, jax.Array], tuple[jax.Array, jax.Array, jax.Array]]
 
 
 ARCHITECTURES: dict[str, Architecture] = {
-    "mlp": Architecture(mlp_init, mlp_apply, mlp_weight_norms, lambda spec: spec.depth + 1),
+    "mlp": Architecture(
+        mlp_init, mlp_apply, mlp_weight_norms, lambda spec: spec.depth + 1, mlp_jacobian_factors
+    ),
 }

@@ -39,6 +39,13 @@ PER_VARIANT_DIMS: dict[str, tuple[str, ...]] = {
     "q_layer": ("layer",),
     "diverged": (),
     "diverged_step": (),
+    # present when [measure] jacobian = true (NaN at steps where the spectrum was not measured)
+    "jacobian_log10_sv": ("step", "jacobian_input", "sv"),
+    "jacobian_mean_sq_sv": ("step",),
+    "jacobian_max_sv": ("step",),
+    "jacobian_min_sv": ("step",),
+    "jacobian_log10_condition": ("step",),
+    "jacobian_eig_variance_rel": ("step",),
 }
 FILL = {"diverged": False, "diverged_step": -1}
 DTYPES = {"diverged": bool, "diverged_step": np.int32}
@@ -49,39 +56,54 @@ Part = tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]  # (grid_index [V, n
 def assemble(
     experiment: Experiment, parts: Iterable[Part], attrs: dict[str, Any] | None = None
 ) -> xr.Dataset:
-    """Scatter every part's per-variant outputs into grid-shaped arrays; absent variants stay NaN."""
+    """Scatter every part's per-variant outputs into grid-shaped arrays; absent variants stay NaN.
+
+    Trailing axes other than ``step`` (layer, sv, ...) are padded with NaN to the longest part."""
     parts = list(parts)
     steps = np.unique(np.concatenate([p[2] for p in parts])) if parts else np.zeros(0, np.int64)
-    n_layers = max((p[1]["q_layer"].shape[-1] for p in parts), default=0)
-    sizes = {"step": len(steps), "layer": n_layers}
+    names = [n for n in PER_VARIANT_DIMS if any(n in p[1] for p in parts)] or list(PER_VARIANT_DIMS)[:7]
+    sizes = {"step": len(steps)}
+    for name in names:
+        for axis, dim in enumerate(PER_VARIANT_DIMS[name]):
+            if dim != "step":
+                lengths = [p[1][name].shape[1 + axis] for p in parts if name in p[1]]
+                sizes[dim] = max([sizes.get(dim, 0), *lengths])
+    sizes.setdefault("layer", 0)
     grid_shape = experiment.shape
     arrays = {
         name: np.full(
-            grid_shape + tuple(sizes[d] for d in dims), FILL.get(name, np.nan), DTYPES.get(name, np.float32)
+            grid_shape + tuple(sizes[d] for d in PER_VARIANT_DIMS[name]),
+            FILL.get(name, np.nan),
+            DTYPES.get(name, np.float32),
         )
-        for name, dims in PER_VARIANT_DIMS.items()
+        for name in names
     }
     completed = np.zeros(grid_shape, bool)
     for grid_index, outputs, part_steps in parts:
         where = tuple(grid_index.T)  # selects this part's variants in the grid
         step_at = np.searchsorted(steps, part_steps)
-        for name, dims in PER_VARIANT_DIMS.items():
-            value = outputs[name]
+        for name in names:
+            if name not in outputs:
+                continue
+            dims, value = PER_VARIANT_DIMS[name], outputs[name]
             if "step" in dims:  # place this part's records at their positions on the common step axis
                 full = np.full((len(value), len(steps), *value.shape[2:]), np.nan, np.float32)
                 full[:, step_at] = value
                 value = full
-            if "layer" in dims:  # pad shallower nets' layer axis with NaN
-                pad = [(0, 0)] * (value.ndim - 1) + [(0, n_layers - value.shape[-1])]
+            pad = [(0, 0)] + [
+                (0, 0) if d == "step" else (0, sizes[d] - n)
+                for d, n in zip(dims, value.shape[1:], strict=True)
+            ]
+            if any(p[1] for p in pad):  # shallower or narrower nets: NaN beyond their own axes
                 value = np.pad(value, pad, constant_values=np.nan)
             arrays[name][where] = value if where else value[0]  # no swept axes: a single variant
         completed[where] = True
     grid_dims = tuple(axis.name for axis in experiment.axes)
-    data_vars = {name: (grid_dims + dims, arrays[name]) for name, dims in PER_VARIANT_DIMS.items()}
+    data_vars = {name: (grid_dims + PER_VARIANT_DIMS[name], arrays[name]) for name in names}
     data_vars["completed"] = (grid_dims, completed)
     coords: dict[str, Any] = {axis.name: list(axis.values) for axis in experiment.axes}
     coords["step"] = steps
-    coords["layer"] = np.arange(1, n_layers + 1)
+    coords["layer"] = np.arange(1, sizes["layer"] + 1)
     ds = xr.Dataset(data_vars, coords=coords, attrs=dict(attrs or {}))
     ds["layer"].attrs["description"] = "weight matrix index: hidden layers 1..L, then the readout L+1"
     return ds

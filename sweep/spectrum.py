@@ -132,34 +132,32 @@ def exact_log10_singular_values(
 # Matrix-free route
 
 
-def _layer_derivatives(hidden_w: jax.Array, hidden_b: jax.Array, h1: jax.Array, phi: Activation) -> jax.Array:
-    """``φ'(h^l)`` for ``l = 2..L``: ``[L-1, N]`` (one forward scan)."""
+def _forward_pass(
+    hidden_w: jax.Array, hidden_b: jax.Array, h1: jax.Array, phi: Activation, probes: jax.Array
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """One forward scan: ``(φ'(h^l) [L-1, N], exponents e_l [L-1] int32, J̃ Z [p, N])``.
 
-    def layer(h: jax.Array, wb: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
-        w, b = wb
-        h = jnp.matmul(phi(h), w, precision=_HIGHEST) + b
-        return h, _derivative(phi, h)
-
-    _, d = jax.lax.scan(layer, h1, (hidden_w, hidden_b))
-    return d
-
-
-def _probe_exponents(hidden_w: jax.Array, d: jax.Array, probes: jax.Array) -> jax.Array:
-    """Per-layer scale exponents ``e_l`` (int32 ``[L-1]``) from a block of probes ``[p, N]``.
-
-    The probes (unit-norm rows) are pushed forward, ``V ← (V W_l) ⊙ φ'(h^l)``, and divided at every layer
-    by the power of two ``2^{e_l}`` that brings the block's Frobenius norm back into ``[0.5, 1) √p``:
-    ``2^{e_l}`` tracks the layer's growth of a typical vector, self-correcting (no drift over depth).
+    Alongside the network's forward pass, the probe block ``Z`` (``[p, N]``, unit-norm rows) is pushed
+    through the layer Jacobians, ``Z ← (Z W_l) ⊙ φ'(h^l)``, and divided at every layer by the power of two
+    ``2^{e_l}`` that brings its Frobenius norm back into ``[0.5, 1) √p``: ``2^{e_l}`` tracks the growth of
+    a typical vector at layer ``l`` and self-corrects (no drift over depth). The final block is exactly
+    ``J̃ Z`` with ``J̃ = J / 2^{Σ e_l}``.
     """
     target = jnp.sqrt(jnp.asarray(probes.shape[0], probes.dtype))
 
-    def layer(v: jax.Array, wd: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
-        w, dl = wd
-        v = jnp.matmul(v, w, precision=_HIGHEST) * dl[None, :]
-        e = _exponent(jnp.linalg.norm(v) / target)
-        return jnp.ldexp(v, -e), e
+    def layer(
+        carry: tuple[jax.Array, jax.Array], wb: tuple[jax.Array, jax.Array]
+    ) -> tuple[tuple[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]:
+        h, z = carry
+        w, b = wb
+        h = jnp.matmul(phi(h), w, precision=_HIGHEST) + b
+        dl = _derivative(phi, h)
+        z = jnp.matmul(z, w, precision=_HIGHEST) * dl[None, :]
+        e = _exponent(jnp.linalg.norm(z) / target)
+        return (h, jnp.ldexp(z, -e)), (dl, e)
 
-    return jax.lax.scan(layer, probes, (hidden_w, d))[1]
+    (_, pushed), (d, exponents) = jax.lax.scan(layer, (h1, probes), (hidden_w, hidden_b))
+    return d, exponents, pushed
 
 
 def _forward(hidden_w: jax.Array, d: jax.Array, exponents: jax.Array, v: jax.Array) -> jax.Array:
@@ -189,21 +187,23 @@ def _orthogonalise(basis: jax.Array, x: jax.Array) -> jax.Array:
     return x
 
 
-def _next_basis_vector(x: jax.Array, basis: jax.Array, fresh: jax.Array) -> tuple[jax.Array, jax.Array]:
+def _next_basis_vector(x: jax.Array, basis: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Orthogonalise ``x`` against ``basis`` and normalise it: ``(unit vector, its coefficient ‖x⊥‖)``.
 
     If ``x`` lies in the span to working precision (``‖x⊥‖ ≤ ε ‖x‖``, including ``x = 0``), its direction is
-    round-off: a fresh random direction orthogonal to ``basis`` replaces it (the coefficient is kept, so the
-    bidiagonal relation holds to round-off and an exact zero stays an exact zero — an invariant subspace).
+    round-off and is replaced by a new direction orthogonal to ``basis``: the coordinate vector ``e_i`` least
+    covered by the basis (``Σ_i ‖P e_i‖² = rank < N``, so its orthogonal part has norm² ≥ 1 - rank/N). The
+    coefficient is kept, so the bidiagonal relation holds to round-off and an exact zero stays an exact
+    zero (an invariant subspace).
     """
     eps = jnp.finfo(x.dtype).eps
     before = jnp.linalg.norm(x)
     x = _orthogonalise(basis, x)
     norm = jnp.linalg.norm(x)
     ok = norm > eps * before
-    fresh = _orthogonalise(basis, fresh)
-    fresh_norm = jnp.linalg.norm(fresh)
-    fresh = fresh / jnp.where(fresh_norm > 0, fresh_norm, jnp.ones_like(fresh_norm))
+    coverage = jnp.sum(basis * basis, axis=0)
+    fresh = _orthogonalise(basis, (jnp.arange(x.shape[-1]) == jnp.argmin(coverage)).astype(x.dtype))
+    fresh = fresh / jnp.linalg.norm(fresh)
     unit = jnp.where(ok, x / jnp.where(ok, norm, jnp.ones_like(norm)), fresh)
     return unit, norm
 
@@ -226,9 +226,9 @@ def matrix_free_log10_singular_values(
     ``log10_mean_sq`` estimates ``log10(tr(JᵀJ)/N)`` (see below). ``k ≤ n_iter ≤ N`` and ``n_probes`` are
     static Python ints; ``key`` draws the probes and the Lanczos start.
 
-    1. Scales: ``n_probes`` random ±1/√N probes pushed through the layers, renormalised at every layer; the
-       growth ``s_l`` of their Frobenius norm at layer ``l`` is divided out of that layer's factor.
-    2. Golub–Kahan–Lanczos with full reorthogonalisation on ``J̃ = J / Π s_l`` for ``n_iter`` steps: the
+    1. Scales: ``n_probes`` random ±1/√N probes pushed through the layers with the forward pass; their
+       growth at layer ``l``, rounded to a power of two ``2^{e_l}``, is divided out of that layer's factor.
+    2. Golub–Kahan–Lanczos with full reorthogonalisation on ``J̃ = J / 2^{Σ e_l}`` for ``n_iter`` steps: the
        top Ritz values converge quickly; the bottom ones are less accurate (upper bounds until ``n_iter``
        nears ``N``), with the round-off floor ``ε σ_max``.
     3. Mean square: the Krylov subspace ``V`` is counted exactly (``‖J̃ V‖_F² = ‖B‖_F²``) and its complement
@@ -248,13 +248,10 @@ def matrix_free_log10_singular_values(
         zeros = jnp.zeros((k,), dtype)
         return zeros, zeros, jnp.zeros((), dtype)
 
-    # One random-number call (each one is a kernel to compile): probe signs, the start, restart directions.
-    z = jax.random.normal(key, (n_probes + 1 + 2 * n_iter, n), dtype)
-    unit_sign = jnp.where(z[:n_probes] >= 0, 1.0, -1.0).astype(dtype)
-    probes = unit_sign / jnp.sqrt(jnp.asarray(n, dtype))
-    start, fresh_u, fresh_v = z[n_probes], z[n_probes + 1 : n_probes + 1 + n_iter], z[n_probes + 1 + n_iter :]
-    d = _layer_derivatives(hidden_w, hidden_b, h1, phi)
-    exponents = _probe_exponents(hidden_w, d, probes)
+    # One random-number call (each is a kernel to compile): probe signs and the Lanczos start.
+    z = jax.random.normal(key, (n_probes + 1, n), dtype)
+    probes = jnp.where(z[:n_probes] >= 0, 1.0, -1.0).astype(dtype) / jnp.sqrt(jnp.asarray(n, dtype))
+    d, exponents, pushed = _forward_pass(hidden_w, hidden_b, h1, phi, probes)
     log10_c = jnp.sum(exponents).astype(dtype) * jnp.asarray(_LOG10_2, dtype)  # J = 10^log10_c J̃
 
     def step(
@@ -262,22 +259,24 @@ def matrix_free_log10_singular_values(
     ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array, jax.Array]:
         u_basis, v_basis, v, alpha, beta = state
         beta_prev = jnp.where(j > 0, beta[j - 1], jnp.zeros((), dtype))
-        u = _forward(hidden_w, d, exponents, v) - beta_prev * u_basis[j - 1]
-        u, a = _next_basis_vector(u, u_basis, fresh_u[j])
+        u, a = _next_basis_vector(_forward(hidden_w, d, exponents, v) - beta_prev * u_basis[j - 1], u_basis)
         u_basis, v_basis = u_basis.at[j].set(u), v_basis.at[j].set(v)
-        w, b = _next_basis_vector(_backward(hidden_w, d, exponents, u) - a * v, v_basis, fresh_v[j])
-        return u_basis, v_basis, w, alpha.at[j].set(a), beta.at[j].set(b)
+        v, b = _next_basis_vector(_backward(hidden_w, d, exponents, u) - a * v, v_basis)
+        return u_basis, v_basis, v, alpha.at[j].set(a), beta.at[j].set(b)
 
     basis = jnp.zeros((n_iter, n), dtype)
     coef = jnp.zeros((n_iter,), dtype)
-    init = (basis, basis, start / jnp.linalg.norm(start), coef, coef)
-    _, v_basis, _, alpha, beta = jax.lax.fori_loop(0, n_iter, step, init)
-    beta = beta[:-1]  # the last β couples to v_{n_iter}, outside the subspace
-    ritz = jnp.linalg.svd(jnp.diag(alpha) + jnp.diag(beta, 1), compute_uv=False)
-    log10_ritz = _log10_nonnegative(ritz) + log10_c
+    init = (basis, basis, z[n_probes] / jnp.linalg.norm(z[n_probes]), coef, coef)
+    u_basis, v_basis, _, alpha, beta = jax.lax.fori_loop(0, n_iter, step, init)
+    # J̃ V = U B with B upper bidiagonal (the last β couples to v_{n_iter}, outside the subspace)
+    bidiagonal = jnp.diag(alpha) + jnp.diag(beta[:-1], 1)
+    log10_ritz = _log10_nonnegative(jnp.linalg.svd(bidiagonal, compute_uv=False)) + log10_c
 
-    deflated = jax.vmap(lambda z: _forward(hidden_w, d, exponents, _orthogonalise(v_basis, z)))(probes)
-    mean_sq_scaled = (jnp.sum(alpha**2) + jnp.sum(beta**2)) / n + jnp.sum(deflated**2) / n_probes
+    # Hutch++-style mean square: ‖J̃ V‖_F² = ‖B‖_F² exactly, plus Hutchinson on the complement of V, whose
+    # probe images J̃ (Z - Z Vᵀ V) = J̃ Z - (Z Vᵀ) Bᵀ U need no further pass through the layers.
+    in_krylov = jnp.matmul(jnp.matmul(probes, v_basis.T, precision=_HIGHEST), bidiagonal.T, precision=_HIGHEST)
+    deflated = pushed - jnp.matmul(in_krylov, u_basis, precision=_HIGHEST)
+    mean_sq_scaled = jnp.sum(bidiagonal**2) / n + jnp.sum(deflated**2)
     log10_mean_sq = jnp.log10(mean_sq_scaled) + 2.0 * log10_c
     return log10_ritz[:k], log10_ritz[n_iter - k :], log10_mean_sq
 

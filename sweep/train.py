@@ -34,8 +34,30 @@ from sweep.data import Dataset
 from sweep.grid import record_steps
 from sweep.metrics import EvalData, forward_signal, loss_fn, measure
 from sweep.models import ARCHITECTURES, ModelSpec, Params
+from sweep.spectrum import (
+    exact_log10_singular_values,
+    matrix_free_log10_singular_values,
+    spectrum_summary,
+    use_matrix_free,
+)
 
 TRACE_COUNT: Counter[GroupSpec] = Counter()  # how often each program was traced (tests read it)
+
+
+@dataclass(frozen=True)
+class JacobianSpec:
+    """When and how to measure the input-output Jacobian's singular values (``[measure] jacobian*``)."""
+
+    inputs: int  # the first `inputs` rows of the measurement subset
+    every: int  # at step 0, the last step and every `every` steps (0: only those two)
+    matrix_free: bool  # Lanczos top/bottom-k instead of the full spectrum
+    k: int
+
+    def n_sv(self, width: int) -> int:
+        return 2 * self.k if self.matrix_free else width
+
+    def n_iter(self, width: int) -> int:
+        return min(width, 3 * self.k + 16)
 
 
 @dataclass(frozen=True)
@@ -49,13 +71,20 @@ class GroupSpec:
     batch_size: int
     steps: int
     every: int
+    jacobian: JacobianSpec | None = None
 
     @classmethod
     def from_config(cls, config: Config, dataset: Dataset) -> GroupSpec:
-        m = config.model
+        m, t, s = config.model, config.train, config.measure
         model = ModelSpec(dataset.input_dim, m.width, m.depth, dataset.n_classes, m.init)
-        t = config.train
-        return cls(m.arch, m.activation, model, t.optimizer, t.batch_size, t.steps, config.measure.every)
+        jacobian = None
+        if s.jacobian:
+            matrix_free = s.jacobian_mode == "matrix_free" or (
+                s.jacobian_mode == "auto" and use_matrix_free(m.width)
+            )
+            inputs = min(s.jacobian_inputs, s.n_eval, config.data.n_train)
+            jacobian = JacobianSpec(inputs, s.jacobian_every, matrix_free, min(s.jacobian_k, m.width))
+        return cls(m.arch, m.activation, model, t.optimizer, t.batch_size, t.steps, s.every, jacobian)
 
     @property
     def n_layers(self) -> int:
@@ -114,6 +143,52 @@ def variant_key(seed: jax.Array, stream: jax.Array | int) -> jax.Array:
     return jax.random.wrap_key_data(jnp.stack([jnp.asarray(stream, jnp.uint32), seed.astype(jnp.uint32)]))
 
 
+JACOBIAN_SUMMARIES = ("mean_sq_sv", "max_sv", "min_sv", "log10_condition", "eig_variance_rel")
+
+
+def jacobian_record(
+    spec: GroupSpec, arch, phi, params: Params, x_eval: jax.Array, seed: jax.Array, step: jax.Array
+) -> dict[str, jax.Array]:
+    """Singular values of J = dx^L/dx^1 at the first ``spec.jacobian.inputs`` inputs, when ``step`` is a
+    Jacobian step (else NaN; ``lax.cond`` skips the work): ``jacobian_log10_sv`` [inputs, n_sv] and
+    summaries averaged over inputs (``jacobian_mean_sq_sv`` etc., log10 where named so)."""
+    jac, width = spec.jacobian, spec.model.width
+    due = (step == 0) | (step == spec.steps)
+    if jac.every:
+        due = due | (step % jac.every == 0)
+
+    def measure_spectrum(params: Params) -> dict[str, jax.Array]:
+        hidden_w, hidden_b, h1 = arch.jacobian_factors(params, x_eval[: jac.inputs])
+        if jac.matrix_free:
+            keys = jax.vmap(
+                lambda i: variant_key(seed, jnp.uint32(2**31) + step.astype(jnp.uint32) * 64 + i)
+            )(jnp.arange(jac.inputs, dtype=jnp.uint32))
+            top, bottom, mean_sq = jax.vmap(
+                lambda h, key: matrix_free_log10_singular_values(
+                    hidden_w, hidden_b, h, phi, jac.k, jac.n_iter(width), key
+                )
+            )(h1, keys)
+            log10_sv = jnp.concatenate([top, bottom], axis=-1)
+            summary = {
+                "mean_sq_sv": mean_sq,
+                "max_sv": top[:, 0],
+                "min_sv": bottom[:, -1],
+                "log10_condition": top[:, 0] - bottom[:, -1],
+                "eig_variance_rel": jnp.full_like(mean_sq, jnp.nan),  # needs the whole spectrum
+            }
+        else:
+            log10_sv = jax.vmap(lambda h: exact_log10_singular_values(hidden_w, hidden_b, h, phi))(h1)
+            summary = spectrum_summary(log10_sv)
+        out = {f"jacobian_{name}": jnp.mean(summary[name], axis=0) for name in JACOBIAN_SUMMARIES}
+        return out | {"jacobian_log10_sv": log10_sv}
+
+    def skip(params: Params) -> dict[str, jax.Array]:
+        shapes = jax.eval_shape(measure_spectrum, params)
+        return jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), shapes)
+
+    return jax.lax.cond(due, measure_spectrum, skip, params)
+
+
 def train_variant(spec: GroupSpec, hyper: Hyper, data: TrainData) -> dict[str, jax.Array]:
     """Train and measure one network. Returns per-record arrays ``[R]`` / ``[R, n_layers]``, ``q_layer``
     ``[n_layers]`` at initialisation, ``diverged`` and ``diverged_step`` scalars (R = len(record_steps))."""
@@ -140,14 +215,16 @@ def train_variant(spec: GroupSpec, hyper: Hyper, data: TrainData) -> dict[str, j
         diverged_step = jnp.where(newly_diverged, step, state.diverged_step)
         return TrainState(params, opt_state, state.diverged | ~finite, diverged_step), None
 
-    def record(state: TrainState) -> dict[str, jax.Array]:
+    def record(state: TrainState, step: jax.Array) -> dict[str, jax.Array]:
         values = measure(state.params, arch, phi, data.eval)
+        if spec.jacobian is not None:
+            values |= jacobian_record(spec, arch, phi, state.params, data.eval.x_eval, hyper.seed, step)
         return jax.tree.map(lambda v: jnp.where(state.diverged, jnp.nan, v.astype(jnp.float32)), values)
 
     def interval(state: TrainState, bounds: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
         """Steps bounds[0] .. bounds[1]-1 (a dynamic count: one loop serves every interval), then measure."""
         state = jax.lax.fori_loop(bounds[0], bounds[1], lambda step, s: train_step(s, step)[0], state)
-        return state, record(state)
+        return state, record(state, bounds[1])
 
     steps = spec.record_steps
     bounds = jnp.asarray(np.stack([np.concatenate([[0], steps[:-1]]), steps], axis=1), jnp.int32)

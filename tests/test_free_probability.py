@@ -8,8 +8,12 @@ computed once per session (``functools.cache``) and shared by the tests that nee
 
 from __future__ import annotations
 
+import ctypes
+import glob
 import itertools
 import math
+import os
+from collections.abc import Callable
 from functools import cache
 
 import numpy as np
@@ -17,6 +21,36 @@ import pytest
 from scipy import integrate, optimize, special
 
 from sweep.theory import free_probability as fp
+
+
+def _openblas_threads() -> tuple[Callable[[], int], Callable[[int], None]] | None:
+    """(get, set) of the thread count of numpy's bundled OpenBLAS, if it can be found (best effort)."""
+    for path in glob.glob(os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs", "*openblas*")):
+        lib = ctypes.CDLL(path)  # the already-loaded library: dlopen hands back the same handle
+        for prefix, suffix in [("scipy_openblas_", "64_"), ("openblas_", "")]:
+            get = getattr(lib, f"{prefix}get_num_threads{suffix}", None)
+            put = getattr(lib, f"{prefix}set_num_threads{suffix}", None)
+            if get is not None and put is not None:
+                return get, put
+    return None
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_blas_thread():
+    """400x400 products and QRs on 2 shared cores: OpenBLAS threads spin-waiting on a busy machine made
+    this file take 156 s instead of 28 s. Use one thread here and restore the previous count after."""
+    found = _openblas_threads()
+    if found is None:
+        yield
+        return
+    get, put = found
+    before = get()
+    put(1)
+    try:
+        yield
+    finally:
+        put(before)
+
 
 N = 400
 DRAWS = 4

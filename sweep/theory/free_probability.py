@@ -2,6 +2,10 @@
 
 Pennington, Schoenholz, Ganguli 2017 (arXiv:1711.04735) and 2018 (arXiv:1802.09979).
 
+Public: ``jacobian_moments`` (mean, variance), ``spectral_density`` (density + atoms of J Jᵀ),
+``singular_value_density`` (of J), ``d2_law`` (the law of φ'(h)² at q*), ``mass_between`` (integrate a
+density), and the NamedTuples they return.
+
 Contract
 --------
 ``J = D_n W_n ⋯ D_1 W_1`` is a product of ``n = n_factors`` square layer Jacobians, ``D_l = diag(φ'(h_l))``
@@ -679,11 +683,26 @@ def singular_value_density(
     n_factors: int,
     weights: Weights,
     sigmas: np.ndarray,
-    **kwargs: object,
+    *,
+    q_star: float | None = None,
+    method: Method = "auto",
+    log_step: float = 2e-3,
+    n_cells: int = _N_CELLS,
 ) -> SingularValueDensity:
-    """Density of the singular values of J: ``ρ_σ(σ) = 2σ ρ(σ²)`` (``kwargs`` as ``spectral_density``)."""
+    """Density of the singular values of J: ``ρ_σ(σ) = 2σ ρ(σ²)`` (arguments as ``spectral_density``)."""
     sig = np.asarray(sigmas, dtype=np.float64)
-    rho = spectral_density(activation, sigma_w2, sigma_b2, n_factors, weights, sig**2, **kwargs)
+    rho = spectral_density(
+        activation,
+        sigma_w2,
+        sigma_b2,
+        n_factors,
+        weights,
+        sig**2,
+        q_star=q_star,
+        method=method,
+        log_step=log_step,
+        n_cells=n_cells,
+    )
     dens = np.where(sig > 0.0, 2.0 * sig * rho.density, 0.0)
     return SingularValueDensity(sig, dens, tuple((math.sqrt(loc), mass) for loc, mass in rho.atoms))
 

@@ -64,10 +64,10 @@ ActivationLike = str | Callable[[Array], Array]
 _TINY = 1e-30  # floor for q and c before square roots / logs (finite in float32 too)
 _Q_CAP = 1e30  # iterates of a diverging length map stop here; reported as q* = inf
 _SINH_L = 10.0  # 1-D rule covers |u| <= 10 √q
-_FINE_HALF, _MEDIUM_HALF, _COARSE_HALF = 48, 24, 8  # Gauss–Legendre nodes per half-line
+_FINE_HALF, _COARSE_HALF = 48, 8  # Gauss–Legendre nodes per half-line
 _MEHLER_K, _MEHLER_H, _MEHLER_L = 96, 0.1, 22.0  # terms, trapezoid step and half-range in z
 _HT_NODES = 32  # Gauss–Legendre nodes for hard_tanh's Price integral
-_Q_STEPS = ((_COARSE_HALF, 30), (_MEDIUM_HALF, 2), (_FINE_HALF, 2))  # (rule, Newton steps) for q*
+_Q_STEPS = ((_COARSE_HALF, 32), (_FINE_HALF, 3))  # (rule, Newton steps) for q*
 _C_STEPS = 30
 _ZERO_SNAP = 1e-10  # q* below this is 0 when q = 0 is itself a fixed point
 
@@ -213,7 +213,7 @@ class GaussianKernel(NamedTuple):
 
     name: str
     moments: Callable[[Array, int], Moments]  # (q, Gauss–Legendre nodes per half, if used) -> Moments
-    correlation: Callable[[Array], CorrelationFn]  # q -> (c -> (C, C')) at that fixed q
+    correlation: Callable[..., CorrelationFn]  # (q[, moments at q]) -> (c -> (C, C')) at that fixed q
     zero_is_fixed: bool  # φ(0) = 0: q = 0 is a fixed point when σ_b² = 0
     critical_sigma_w2: float | None = None  # χ₁ independent of q: the critical σ_w² is this constant
 
@@ -227,7 +227,7 @@ def _erf_kernel() -> GaussianKernel:
             dvar=(4 / math.pi) / jnp.sqrt(r),
         )
 
-    def correlation(q: Array) -> CorrelationFn:
+    def correlation(q: Array, m: Moments | None = None) -> CorrelationFn:
         def fn(c: Array) -> tuple[Array, Array]:
             cov = (2 / math.pi) * jnp.arcsin(2 * q * c / (1 + 2 * q))
             dcov = (4 / math.pi) / jnp.sqrt((1 + 2 * q) ** 2 - 4 * q * q * c * c)
@@ -243,7 +243,7 @@ def _relu_kernel() -> GaussianKernel:
         half = jnp.full_like(q, 0.5)
         return Moments(var=q / 2, var_slope=half, dvar=half)
 
-    def correlation(q: Array) -> CorrelationFn:
+    def correlation(q: Array, m: Moments | None = None) -> CorrelationFn:
         def fn(c: Array) -> tuple[Array, Array]:
             s = jnp.sqrt(jnp.maximum(1 - c * c, _TINY))
             theta = jnp.arctan2(s, c)  # arccos c with a finite derivative at c = 1
@@ -260,7 +260,7 @@ def _linear_kernel() -> GaussianKernel:
         one = jnp.ones_like(q)
         return Moments(var=q, var_slope=one, dvar=one)
 
-    def correlation(q: Array) -> CorrelationFn:
+    def correlation(q: Array, m: Moments | None = None) -> CorrelationFn:
         return lambda c: (q * c, jnp.ones_like(c * q))
 
     return GaussianKernel("linear", moments, correlation, zero_is_fixed=True, critical_sigma_w2=1.0)
@@ -279,7 +279,7 @@ def _hard_tanh_kernel() -> GaussianKernel:
         var = qs * dvar - 2 * jnp.sqrt(qs) * pdf + jax.scipy.special.erfc(a / math.sqrt(2))
         return Moments(var=var, var_slope=dvar - 2 * a * pdf, dvar=dvar)
 
-    def correlation(q: Array) -> CorrelationFn:
+    def correlation(q: Array, m: Moments | None = None) -> CorrelationFn:
         qs = jnp.maximum(q, _TINY)
         d0 = jax.scipy.special.erf(1 / jnp.sqrt(2 * qs)) ** 2  # E[φ'(u₁)φ'(u₂)] at c = 0
         x, w = leggauss(_HT_NODES)
@@ -335,7 +335,7 @@ def _generic_kernel(name: str, phi: Callable[[Array], Array]) -> GaussianKernel:
     def moments(q: Array, half: int = _FINE_HALF) -> Moments:
         return Moments(*_sinh_means(q, half, integrands, 3))
 
-    def correlation(q: Array) -> CorrelationFn:
+    def correlation(q: Array, m: Moments | None = None) -> CorrelationFn:
         z, m_even, m_odd = _mehler_tables()
         dt = q.dtype
         u = jnp.sqrt(jnp.maximum(q, 0.0))[..., None] * _const(z, q.ndim, dt)
@@ -346,7 +346,7 @@ def _generic_kernel(name: str, phi: Callable[[Array], Array]) -> GaussianKernel:
         d_even = (2 * i * even)[..., 1:]  # d/dc Σ a_2i² c^2i = c Σ_i≥1 2i a_2i² (c²)^(i-1)
         d_odd = (2 * i + 1) * odd  # d/dc Σ a_2i+1² c^2i+1 = Σ (2i+1) a_2i+1² (c²)^i
         # Tail Σ_{k≥K} a_k² c^k ≈ t0 c^p, matching its value V and slope q E[φ'²] at c = 1 (Price).
-        m = moments(q)
+        m = moments(q) if m is None else m
         t0 = jnp.maximum(m.var - jnp.sum(even, -1) - jnp.sum(odd, -1), 0.0)
         t1 = q * m.dvar - jnp.sum(d_even, -1) - jnp.sum(d_odd, -1)
         pos = t0 > 0
@@ -403,8 +403,8 @@ class MeanField(NamedTuple):
     xi_c: Array
 
 
-def _q_fixed_point(kernel: GaussianKernel, w2: Array, b2: Array, q0: Array) -> tuple[Array, Array]:
-    """(q*, last finite iterate): Newton on q = σ_w² V(q) + σ_b² with a map-step fallback."""
+def _q_fixed_point(kernel: GaussianKernel, w2: Array, b2: Array, q0: Array) -> tuple[Array, Array, Moments]:
+    """(q*, last finite iterate, moments there): Newton on q = σ_w² V(q) + σ_b², map-step fallback."""
 
     def step(q: Array, half: int) -> Array:
         m = kernel.moments(q, half)
@@ -421,9 +421,9 @@ def _q_fixed_point(kernel: GaussianKernel, w2: Array, b2: Array, q0: Array) -> t
         q = lax.fori_loop(0, n_steps, lambda _, q, half=half: step(q, half), q)
     if kernel.zero_is_fixed:
         q = jnp.where((b2 == 0) & (q < _ZERO_SNAP), 0.0, q)
-    f = w2 * kernel.moments(q, _FINE_HALF).var + b2
-    diverged = (q >= _Q_CAP) | (f - q > 1e-4 * q)
-    return jnp.where(diverged, jnp.inf, q), q
+    m = kernel.moments(q, _FINE_HALF)
+    diverged = (q >= _Q_CAP) | (w2 * m.var + b2 - q > 1e-4 * q)
+    return jnp.where(diverged, jnp.inf, q), q, m
 
 
 def _c_fixed_point(corr: CorrelationFn, w2: Array, b2: Array, q: Array) -> Array:
@@ -442,17 +442,18 @@ def _c_fixed_point(corr: CorrelationFn, w2: Array, b2: Array, q: Array) -> Array
 
 
 @functools.partial(jax.jit, static_argnames=("activation", "with_correlations"))
-def _solve(activation: ActivationLike, w2: Array, b2: Array, q0: Array, with_correlations: bool) -> MeanField:
+def _solve(
+    activation: ActivationLike, w2: Array, b2: Array, q0: Array, *, with_correlations: bool
+) -> MeanField:
     kernel = gaussian_kernel(activation)
-    q_star, q = _q_fixed_point(kernel, w2, b2, q0)
+    q_star, q, m = _q_fixed_point(kernel, w2, b2, q0)
     finite = jnp.isfinite(q_star)
-    m = kernel.moments(q, _FINE_HALF)
     chi_1 = w2 * m.dvar
     xi_q = jnp.where(finite, depth_scale(w2 * m.var_slope), jnp.inf)
     if not with_correlations:
         nan = jnp.full_like(q, jnp.nan)
         return MeanField(q_star, nan, chi_1, nan, xi_q, nan)
-    corr = kernel.correlation(q)
+    corr = kernel.correlation(q, m)
     ordered = (chi_1 <= 1) | ~finite
     c = _c_fixed_point(corr, w2, b2, q)
     c_star = jnp.where(ordered, 1.0, c)
@@ -461,40 +462,56 @@ def _solve(activation: ActivationLike, w2: Array, b2: Array, q0: Array, with_cor
     return MeanField(q_star, c_star, chi_1, chi_c, xi_q, xi_c)
 
 
-def _check(activation: ActivationLike) -> None:
-    gaussian_kernel(activation)  # raises KeyError / TypeError before tracing
+_BUCKET_MAX = 4096  # inputs up to this size are padded to a power of two: fewer distinct programs
+
+
+def _flat_call(
+    fn: Callable[..., object], activation: ActivationLike, *args: object, **static: object
+) -> object:
+    """Validate ``activation``, cast and broadcast ``args``, flatten them (small sizes padded to a power of
+    two so that nearby sizes share one compiled program), call ``fn`` and restore the broadcast shape on
+    every output (outputs may have trailing axes)."""
+    gaussian_kernel(activation)  # raises KeyError / TypeError before any tracing
+    arrays = _inputs(*args)
+    shape = arrays[0].shape
+    n = math.prod(shape)
+    size = n if n > _BUCKET_MAX else max(8, 1 << max(n - 1, 0).bit_length())
+    flat = [a.reshape(-1) for a in arrays]
+    if size > n:
+        flat = [
+            jnp.concatenate([a, jnp.broadcast_to(a[-1:] if n else jnp.ones((1,), a.dtype), (size - n,))])
+            for a in flat
+        ]
+    out = fn(activation, *flat, **static)
+    return jax.tree.map(lambda x: x[:n].reshape(shape + x.shape[1:]), out)
 
 
 def mean_field(activation: ActivationLike, sigma_w2: Array, sigma_b2: Array, q0: Array = 1.0) -> MeanField:
     """All mean-field quantities on a grid at once: q*, c*, χ₁, χ_c, ξ_q, ξ_c.
 
     ``sigma_w2``, ``sigma_b2``, ``q0`` broadcast to one shape S; every field has shape S. One compiled
-    program per (activation, S, dtype); a 300 × 250 grid takes seconds on a CPU.
+    program per (activation, size, dtype); a 300 × 250 grid takes seconds on a CPU.
     """
-    _check(activation)
-    w2, b2, q0 = _inputs(sigma_w2, sigma_b2, q0)
-    return _solve(activation, w2, b2, q0, True)
+    return _flat_call(_solve, activation, sigma_w2, sigma_b2, q0, with_correlations=True)
+
+
+def _length_only(activation: ActivationLike, sigma_w2: Array, sigma_b2: Array, q0: Array) -> MeanField:
+    return _flat_call(_solve, activation, sigma_w2, sigma_b2, q0, with_correlations=False)
 
 
 def q_star(activation: ActivationLike, sigma_w2: Array, sigma_b2: Array, q0: Array = 1.0) -> Array:
     """Fixed point of the length map reached from ``q0`` (inf if the length diverges). Broadcast shape."""
-    _check(activation)
-    w2, b2, q0 = _inputs(sigma_w2, sigma_b2, q0)
-    return _solve(activation, w2, b2, q0, False).q_star
+    return _length_only(activation, sigma_w2, sigma_b2, q0).q_star
 
 
 def chi_1(activation: ActivationLike, sigma_w2: Array, sigma_b2: Array, q0: Array = 1.0) -> Array:
     """χ₁ = σ_w² E[φ'(√q* z)²] (its large-q limit where q* = inf). Broadcast shape."""
-    _check(activation)
-    w2, b2, q0 = _inputs(sigma_w2, sigma_b2, q0)
-    return _solve(activation, w2, b2, q0, False).chi_1
+    return _length_only(activation, sigma_w2, sigma_b2, q0).chi_1
 
 
 def xi_q(activation: ActivationLike, sigma_w2: Array, sigma_b2: Array, q0: Array = 1.0) -> Array:
     """ξ_q = -1/log(χ₁ + σ_w² E[φ''φ]) at q* (inf where q* = inf or at a marginal fixed point)."""
-    _check(activation)
-    w2, b2, q0 = _inputs(sigma_w2, sigma_b2, q0)
-    return _solve(activation, w2, b2, q0, False).xi_q
+    return _length_only(activation, sigma_w2, sigma_b2, q0).xi_q
 
 
 def c_star(activation: ActivationLike, sigma_w2: Array, sigma_b2: Array, q0: Array = 1.0) -> Array:
@@ -513,31 +530,41 @@ def xi_c(activation: ActivationLike, sigma_w2: Array, sigma_b2: Array, q0: Array
 
 
 # ------------------------------------------------------------------------------------------------- maps
+@functools.partial(jax.jit, static_argnames=("activation",))
+def _maps(activation: ActivationLike, q: Array, c: Array, w2: Array, b2: Array) -> tuple[Array, Array]:
+    kernel = gaussian_kernel(activation)
+    q_next = w2 * kernel.moments(q, _FINE_HALF).var + b2
+    return q_next, (w2 * kernel.correlation(q)(c)[0] + b2) / jnp.maximum(q, _TINY)
+
+
 def length_map(activation: ActivationLike, q: Array, sigma_w2: Array, sigma_b2: Array) -> Array:
     """One layer of the length map σ_w² E[φ(√q z)²] + σ_b². Broadcast shape."""
-    kernel = gaussian_kernel(activation)
-    q, w2, b2 = _inputs(q, sigma_w2, sigma_b2)
-    return w2 * kernel.moments(q, _FINE_HALF).var + b2
+    return _flat_call(_maps, activation, q, 1.0, sigma_w2, sigma_b2)[0]
 
 
 def correlation_map(
     activation: ActivationLike, c: Array, q: Array, sigma_w2: Array, sigma_b2: Array
 ) -> Array:
     """One layer of the correlation map at fixed length q: (σ_w² E[φ(u₁)φ(u₂)] + σ_b²)/q. Broadcast shape."""
+    return _flat_call(_maps, activation, q, c, sigma_w2, sigma_b2)[1]
+
+
+@functools.partial(jax.jit, static_argnames=("activation", "n_layers", "correlations"))
+def _iterates(
+    activation: ActivationLike, w2: Array, b2: Array, q0: Array, c0: Array, n_layers: int, correlations: bool
+) -> tuple[Array, Array]:
     kernel = gaussian_kernel(activation)
-    c, q, w2, b2 = _inputs(c, q, sigma_w2, sigma_b2)
-    return (w2 * kernel.correlation(q)(c)[0] + b2) / jnp.maximum(q, _TINY)
 
+    def layer(carry: tuple[Array, Array], _: None) -> tuple[tuple[Array, Array], tuple[Array, Array]]:
+        q, c = carry
+        q_next = w2 * kernel.moments(q, _FINE_HALF).var + b2
+        if correlations:
+            cov = kernel.correlation(q)(c)[0]
+            c = jnp.clip((w2 * cov + b2) / jnp.maximum(q_next, _TINY), -1.0, 1.0)
+        return (q_next, c), (q_next, c)
 
-@functools.partial(jax.jit, static_argnames=("activation", "n_layers"))
-def _length_iterates(activation: ActivationLike, w2: Array, b2: Array, q0: Array, n_layers: int) -> Array:
-    kernel = gaussian_kernel(activation)
-
-    def layer(q: Array, _: None) -> tuple[Array, Array]:
-        q = w2 * kernel.moments(q, _FINE_HALF).var + b2
-        return q, q
-
-    return jnp.moveaxis(lax.scan(layer, q0, None, length=n_layers)[1], 0, -1)
+    qs, cs = lax.scan(layer, (q0, c0), None, length=n_layers)[1]
+    return qs.T, cs.T  # [n, n_layers]
 
 
 def length_map_iterates(
@@ -547,25 +574,10 @@ def length_map_iterates(
 
     Shape: broadcast shape of the inputs + ``[n_layers]``; compare with measured per-layer q at init.
     """
-    _check(activation)
-    w2, b2, q0 = _inputs(sigma_w2, sigma_b2, q0)
-    return _length_iterates(activation, w2, b2, q0, int(n_layers))
-
-
-@functools.partial(jax.jit, static_argnames=("activation", "n_layers"))
-def _corr_iterates(
-    activation: ActivationLike, w2: Array, b2: Array, c0: Array, q0: Array, n_layers: int
-) -> tuple[Array, Array]:
-    kernel = gaussian_kernel(activation)
-
-    def layer(carry: tuple[Array, Array], _: None) -> tuple[tuple[Array, Array], tuple[Array, Array]]:
-        q, c = carry
-        q_next = w2 * kernel.moments(q, _FINE_HALF).var + b2
-        c_next = jnp.clip((w2 * kernel.correlation(q)(c)[0] + b2) / jnp.maximum(q_next, _TINY), -1, 1)
-        return (q_next, c_next), (q_next, c_next)
-
-    qs, cs = lax.scan(layer, (q0, c0), None, length=n_layers)[1]
-    return jnp.moveaxis(qs, 0, -1), jnp.moveaxis(cs, 0, -1)
+    out = _flat_call(
+        _iterates, activation, sigma_w2, sigma_b2, q0, 1.0, n_layers=int(n_layers), correlations=False
+    )
+    return out[0]
 
 
 def correlation_map_iterates(
@@ -576,9 +588,9 @@ def correlation_map_iterates(
     Shapes: broadcast shape + ``[n_layers]`` each. Uses the joint map q^l = σ_w² V(q^{l-1}) + σ_b²,
     c^l = (σ_w² C(q^{l-1}, c^{l-1}) + σ_b²)/q^l; start at q0 = q* to follow the correlation map alone.
     """
-    _check(activation)
-    w2, b2, c0, q0 = _inputs(sigma_w2, sigma_b2, c0, q0)
-    return _corr_iterates(activation, w2, b2, c0, q0, int(n_layers))
+    return _flat_call(
+        _iterates, activation, sigma_w2, sigma_b2, q0, c0, n_layers=int(n_layers), correlations=True
+    )
 
 
 # -------------------------------------------------------------------------------------- critical line
@@ -595,11 +607,14 @@ def critical_line(activation: ActivationLike, q: Array) -> tuple[Array, Array]:
 
     Shapes: those of ``q``. σ_b² < 0 means that q is not critical for any admissible bias.
     """
-    kernel = gaussian_kernel(activation)
-    q = jnp.asarray(q, _float_dtype(q))
-    m = kernel.moments(q, _FINE_HALF)
+    m = _flat_call(_moments, activation, q)
     w2 = 1 / m.dvar
-    return w2, q - w2 * m.var
+    return w2, jnp.asarray(q, w2.dtype) - w2 * m.var
+
+
+@functools.partial(jax.jit, static_argnames=("activation",))
+def _moments(activation: ActivationLike, q: Array) -> Moments:
+    return gaussian_kernel(activation).moments(q, _FINE_HALF)
 
 
 _CRIT_GRID = np.concatenate([[0.0], np.geomspace(1e-8, 1e8, 160)])
@@ -645,9 +660,7 @@ def order_chaos_boundary(activation: ActivationLike, sigma_b2: Array) -> Boundar
     q*: their line is σ_w² = 2 (resp. 1) for every σ_b², a true fixed point only at σ_b² = 0 (q* = inf
     on it otherwise; at σ_b² = 0 every q is fixed and 0 is reported).
     """
-    _check(activation)
-    (b2,) = _inputs(sigma_b2)
-    return _boundary(activation, b2)
+    return _flat_call(_boundary, activation, sigma_b2)
 
 
 def critical_sigma_w2(activation: ActivationLike, sigma_b2: Array) -> Array:
