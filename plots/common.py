@@ -12,6 +12,8 @@ matplotlib.use("Agg")
 import numpy as np
 import xarray as xr
 
+from sweep.predictions import final_accuracy, final_value  # noqa: F401  (re-exported for figures)
+
 
 def run_config(ds: xr.Dataset) -> dict[str, dict[str, Any]]:
     """The resolved experiment saved with the results (swept fields as lists)."""
@@ -22,27 +24,6 @@ def fixed_value(ds: xr.Dataset, field: str) -> Any:
     """A config field's value, or its swept values as a list."""
     section, key = field.split(".")
     return run_config(ds).get(section, {}).get(key)
-
-
-def last_recorded(da: xr.DataArray) -> xr.DataArray:
-    """Each variant's value at its last finite step (steps may differ between groups)."""
-    values = np.moveaxis(da.values, da.get_axis_num("step"), -1)
-    finite = np.isfinite(values)
-    last = np.where(finite.any(-1), values.shape[-1] - 1 - np.argmax(finite[..., ::-1], axis=-1), 0)
-    picked = np.take_along_axis(values, last[..., None], axis=-1)[..., 0]
-    return xr.DataArray(
-        picked,
-        dims=[d for d in da.dims if d != "step"],
-        coords={d: da.coords[d] for d in da.dims if d != "step" and d in da.coords},
-    )
-
-
-def final_accuracy(ds: xr.Dataset, variable: str = "train_accuracy") -> xr.DataArray:
-    """Accuracy at the end of training; diverged (or missing) variants count as chance level."""
-    n_classes = int(ds.attrs.get("n_classes", 10))
-    final = last_recorded(ds[variable])
-    failed = ds["diverged"] | ~ds["completed"]
-    return final.where(~failed, 1.0 / n_classes)
 
 
 def reduce_to(da: xr.DataArray, keep: tuple[str, ...]) -> tuple[xr.DataArray, str]:

@@ -35,8 +35,8 @@ def order_chaos_figure(
 
     ``sigma_w2_range`` defaults to (0.1, max(4, 1.5 × critical σ_w² at ``sigma_b2_max``, marked points));
     ``resolution`` is the number of (σ_w², σ_b²) grid points; ``mark = (sigma_w2_values, sigma_b2)`` draws
-    those points. ξ_c is infinite on the critical line; the colour scale stops at 1000. Grey: no finite q* (the length
-    diverges, e.g. relu with σ_w² > 2).
+    those points. ξ_c is infinite on the critical line; the colour scale stops at 1000. Grey: no finite
+    q* (the length diverges, e.g. relu with σ_w² > 2).
     """
     if quantity not in _TITLES:
         raise ValueError(f"quantity must be one of {sorted(_TITLES)}, got {quantity!r}")

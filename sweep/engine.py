@@ -25,6 +25,7 @@ from sweep.chunks import Chunk, plan_chunks, shard_cap, shard_chunks
 from sweep.config import ConfigError, Experiment, experiment_from_dict, load_experiment
 from sweep.data import load_dataset
 from sweep.grid import groups
+from sweep.predictions import add_predictions
 from sweep.results import Part, assemble
 from sweep.rundir import collect
 from sweep.train import GroupSpec, TrainData, compile_group, run_chunk, train_data
@@ -105,6 +106,10 @@ def run(
             raise ConfigError(f"{experiment.source}: data: sweeping data fields is not supported")
     n_eval, n_test = experiment.base.measure.n_eval, experiment.base.data.n_test
     specs = {g.key: GroupSpec.from_config(g.static, dataset) for g in plan}
+    dataset_attrs = {
+        "n_classes": dataset.n_classes,
+        "input_mean_square": float(np.mean(dataset.x_train[:n_eval] ** 2)),  # q of the inputs (theory)
+    }
     budget = int(memory_budget_gb * 2**30) if memory_budget_gb else memory.default_budget_bytes()
     devices = jax.local_device_count()
     cap = chunk_size or (shard_cap(experiment.n_variants, shard[1], devices) if sharded else None)
@@ -112,9 +117,7 @@ def run(
     if out_dir is not None:
         if force:
             store.clear_run(out_dir)
-        sizes = store.open_run(
-            out_dir, experiment, sizes, dataset.n_classes
-        )  # a run's chunking never changes
+        sizes = store.open_run(out_dir, experiment, sizes, dataset_attrs)  # a run's chunking never changes
     chunks = plan_chunks(plan, sizes)
     mine = shard_chunks(chunks, *shard)
     device = jax.local_devices()[0]
@@ -132,9 +135,9 @@ def run(
             if path is None or not path.exists():
                 computed.append(_run_chunk(chunk, specs[chunk.group.key], data, path, timing))
             advance(chunk.n_variants)
-    attrs = run_attributes(experiment, timing, len(plan)) | {"n_classes": dataset.n_classes}
+    attrs = run_attributes(experiment, timing, len(plan)) | dataset_attrs
     if out_dir is None:
-        return assemble(experiment, computed, attrs)
+        return add_predictions(assemble(experiment, computed, attrs))
     results, missing = collect(out_dir, experiment, chunks, attrs)
     if missing:
         log(f"{missing} variant(s) of other shards are not done yet; `sweep merge {out_dir}` assembles them")

@@ -19,6 +19,7 @@ from sweep import store
 from sweep.chunks import Chunk, plan_chunks
 from sweep.config import Experiment, load_experiment
 from sweep.grid import groups
+from sweep.predictions import add_predictions
 from sweep.results import assemble
 
 
@@ -33,7 +34,7 @@ def collect(
             parts.append(store.read_chunk(path))
         else:
             missing += chunk.n_variants
-    return assemble(experiment, parts, attrs | {"missing_variants": missing}), missing
+    return add_predictions(assemble(experiment, parts, attrs | {"missing_variants": missing})), missing
 
 
 def _planned(directory: Path) -> tuple[Experiment, dict[str, Any], list[Chunk]]:
@@ -52,9 +53,8 @@ def assemble_dir(directory: str | Path) -> tuple[xr.Dataset, int]:
         "config": store.config_text(experiment),
         "experiment": str(directory / store.CONFIG),
         "fingerprint": experiment.fingerprint(),
-        "n_classes": manifest["n_classes"],
         "n_variants": experiment.n_variants,
-    }
+    } | manifest["dataset"]
     return collect(directory, experiment, chunks, attrs)
 
 

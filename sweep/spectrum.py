@@ -274,9 +274,11 @@ def matrix_free_log10_singular_values(
 
     # Hutch++-style mean square: ‖J̃ V‖_F² = ‖B‖_F² exactly, plus Hutchinson on the complement of V, whose
     # probe images J̃ (Z - Z Vᵀ V) = J̃ Z - (Z Vᵀ) Bᵀ U need no further pass through the layers.
-    in_krylov = jnp.matmul(jnp.matmul(probes, v_basis.T, precision=_HIGHEST), bidiagonal.T, precision=_HIGHEST)
+    in_krylov = jnp.matmul(
+        jnp.matmul(probes, v_basis.T, precision=_HIGHEST), bidiagonal.T, precision=_HIGHEST
+    )
     deflated = pushed - jnp.matmul(in_krylov, u_basis, precision=_HIGHEST)
-    mean_sq_scaled = jnp.sum(bidiagonal**2) / n + jnp.sum(deflated**2)
+    mean_sq_scaled = jnp.sum(bidiagonal**2) / n + jnp.sum(deflated**2) / n_probes
     log10_mean_sq = jnp.log10(mean_sq_scaled) + 2.0 * log10_c
     return log10_ritz[:k], log10_ritz[n_iter - k :], log10_mean_sq
 

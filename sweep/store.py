@@ -73,7 +73,7 @@ def holds_results(directory: Path) -> bool:
 
 # -------------------------------------------------------------------------------------------- chunks
 def open_run(
-    directory: Path, experiment: Experiment, chunk_sizes: dict[str, int], n_classes: int
+    directory: Path, experiment: Experiment, chunk_sizes: dict[str, int], dataset_attrs: dict[str, Any]
 ) -> dict[str, int]:
     """Start a run in ``directory``, or join the one there; returns the chunk size per group to use.
 
@@ -87,7 +87,7 @@ def open_run(
         manifest = {
             "fingerprint": experiment.fingerprint(),
             "chunk_sizes": chunk_sizes,
-            "n_classes": n_classes,
+            "dataset": dataset_attrs,
         }
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".manifest.", suffix=".tmp")

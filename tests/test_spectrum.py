@@ -140,14 +140,15 @@ def test_depth_one_is_the_identity_and_dead_relu_units_give_minus_inf_not_nan():
     np.testing.assert_array_equal(_exact("tanh")(*empty, np.ones(width, np.float32)), np.zeros(width))
     top, bottom, mean_sq = _matrix_free(2, 4)(*empty, np.ones(width, np.float32), key=jax.random.key(0))
     assert float(mean_sq) == 0.0 and np.all(np.asarray(top) == 0) and np.all(np.asarray(bottom) == 0)
-    # relu, last layer: 3 units with a large negative bias are dead -> 3 exact zero singular values
+    # relu, last layer: 3 units with a large negative bias are dead -> J has 3 zero singular values, which
+    # the SVD returns as exact zeros (-inf) or at its round-off floor (~1e-7 of the top in float32)
     w, b, h1 = _gaussian_net(3, 3, width, 2.0, 0.0)
     b[-1, :3] = -100.0
     out = np.asarray(_exact("relu")(w, b, h1))
-    assert not np.any(np.isnan(out))
-    assert np.all(np.isneginf(out[-3:])) and np.all(np.isfinite(out[:-3]))
+    assert not np.any(np.isnan(out)) and np.all(np.isfinite(out[:-3]))
+    assert np.all(out[-3:] < out[0] - 6) and out[-4] > out[0] - 4
     summary = spectrum.spectrum_summary(jnp.asarray(out))
-    assert float(summary["log10_condition"]) == np.inf and np.isfinite(float(summary["mean_sq_sv"]))
+    assert np.isfinite(float(summary["mean_sq_sv"])) and float(summary["log10_condition"]) > 6
     # every unit of a layer dead: J = 0 exactly; all -inf, still no NaN anywhere
     b[0, :] = -100.0
     out = np.asarray(_exact("relu")(w, b, h1))
@@ -156,41 +157,39 @@ def test_depth_one_is_the_identity_and_dead_relu_units_give_minus_inf_not_nan():
 
 
 def test_matrix_free_top_k_and_mean_square_match_exact():
-    # N = 128, depth 20, tanh at criticality, two variants through jax.vmap. Top-5 from 40 Lanczos steps
-    # within 1% of the exact SVD. The mean square is unbiased with relative standard error at most
-    # sqrt(2 Σσ⁴ / (Σσ²)² / n_probes) (Rademacher Hutchinson on the part outside the Krylov space, which
-    # only lowers it); we allow 4 of those.
+    # N = 128, depth 20, tanh at criticality. Top-5 from 40 Lanczos steps within 1% of the exact SVD. The
+    # mean square is unbiased with relative standard error at most sqrt(2 Σσ⁴ / (Σσ²)² / n_probes)
+    # (Rademacher Hutchinson, here only on the part outside the Krylov space, which lowers it); we allow 4.
     depth, width, k, n_iter, n_probes = 20, 128, 5, 40, 8
-    nets = [_gaussian_net(seed, depth, width, *TANH_CRITICAL) for seed in (4, 5)]
-    w, b, h1 = (np.stack(parts) for parts in zip(*nets, strict=True))
-    keys = jax.random.split(jax.random.key(0), 2)
-    top, bottom, mean_sq = _matrix_free(k, n_iter, batched=True)(w, b, h1, key=keys)
-    for v in range(2):
-        exact = np.asarray(_exact("tanh")(w[v], b[v], h1[v]), np.float64)
-        np.testing.assert_allclose(10.0 ** (np.asarray(top[v]) - exact[:k]), 1.0, rtol=1e-2)
+    for seed in (4, 5):
+        w, b, h1 = _gaussian_net(seed, depth, width, *TANH_CRITICAL)
+        top, bottom, mean_sq = _matrix_free(k, n_iter)(w, b, h1, key=jax.random.key(seed))
+        exact = np.asarray(_exact("tanh")(w, b, h1), np.float64)
+        np.testing.assert_allclose(10.0 ** (np.asarray(top) - exact[:k]), 1.0, rtol=1e-2)
         lam = 10.0 ** (2 * (exact - exact[0]))
         bound = np.sqrt(2 * np.sum(lam**2) / np.sum(lam) ** 2 / n_probes)
         exact_mean_sq = float(spectrum.spectrum_summary(jnp.asarray(exact))["mean_sq_sv"])
-        assert abs(10.0 ** (float(mean_sq[v]) - exact_mean_sq) - 1.0) < 4 * bound
-        # bottom Ritz values: descending, never below the true smallest by more than round-off
-        assert np.all(np.diff(np.asarray(bottom[v])) <= 0) and float(bottom[v][-1]) >= exact[-1] - 1e-3
-    # the vmapped call is the per-variant function: variant 1 alone gives the same numbers
-    alone = _matrix_free(k, n_iter)(w[1], b[1], h1[1], key=keys[1])
-    for got, want in zip(alone, (top[1], bottom[1], mean_sq[1]), strict=True):
-        np.testing.assert_allclose(got, want, atol=1e-4)
+        assert abs(10.0 ** (float(mean_sq) - exact_mean_sq) - 1.0) < 4 * bound
+        # bottom Ritz values: descending, finite, not below the true smallest (Ritz values interlace)
+        bottom = np.asarray(bottom)
+        assert np.all(np.diff(bottom) <= 0) and np.all(np.isfinite(bottom)) and bottom[-1] >= exact[-1] - 1e-3
 
 
-def test_matrix_free_with_full_krylov_space_recovers_the_whole_spectrum():
+def test_matrix_free_vmapped_with_full_krylov_space_recovers_the_whole_spectrum():
     # n_iter = N: the bidiagonal holds J's whole spectrum and the mean square is exact (no sampling left).
+    # Two variants through jax.vmap, each checked against the exact route run on its own.
     depth, width = 6, 32
-    w, b, h1 = _gaussian_net(6, depth, width, *TANH_CRITICAL)
-    top, bottom, mean_sq = _matrix_free(width // 2, width)(w, b, h1, key=jax.random.key(1))
-    exact = np.asarray(_exact("tanh")(w, b, h1), np.float64)
-    resolved = exact > exact[0] - 4
-    got = np.concatenate([np.asarray(top), np.asarray(bottom)])
-    np.testing.assert_allclose(10.0 ** (got[resolved] - exact[resolved]), 1.0, rtol=1e-3)
-    exact_mean_sq = float(spectrum.spectrum_summary(jnp.asarray(exact))["mean_sq_sv"])
-    assert abs(float(mean_sq) - exact_mean_sq) < 1e-4
+    nets = [_gaussian_net(seed, depth, width, *TANH_CRITICAL) for seed in (6, 7)]
+    stacked = [np.stack(parts) for parts in zip(*nets, strict=True)]
+    keys = jax.random.split(jax.random.key(1), 2)
+    top, bottom, mean_sq = _matrix_free(width // 2, width, batched=True)(*stacked, key=keys)
+    for v, net in enumerate(nets):
+        exact = np.asarray(_exact("tanh")(*net), np.float64)
+        resolved = exact > exact[0] - 4
+        got = np.concatenate([np.asarray(top[v]), np.asarray(bottom[v])])
+        np.testing.assert_allclose(10.0 ** (got[resolved] - exact[resolved]), 1.0, rtol=1e-3)
+        exact_mean_sq = float(spectrum.spectrum_summary(jnp.asarray(exact))["mean_sq_sv"])
+        assert abs(float(mean_sq[v]) - exact_mean_sq) < 1e-4
 
 
 def test_vmap_over_variants_matches_the_loop():

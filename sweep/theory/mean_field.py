@@ -37,8 +37,8 @@ hard_tanh (normal CDF/PDF; its 2-D expectations by Price's theorem reduce to one
   ~1e-8 (C) / 2e-6 (E[φ'φ']) at q = 10 and c ≈ 0.99, ~1e-10 for c ≤ 0.9. ``gauss_hermite_2d`` is an
   independent (slower) check.
 - Fixed points use a fixed number of safeguarded Newton steps (``lax.fori_loop``): q* by Newton on the
-  length map (a plain map step where Newton would step the wrong way), coarse rule first and a polish with finer ones;
-  c* by Newton from c = 0, which increases monotonically to the stable root because C is convex in c.
+  length map (a plain map step where Newton would step the wrong way), a coarse rule first and a fine
+  one to polish; c* by Newton from c = 0, which increases monotonically to the stable root because C is convex in c.
   Gradients flow through the iterations (at convergence they equal the implicit-function derivative).
 """
 
@@ -413,7 +413,7 @@ def _q_fixed_point(kernel: GaussianKernel, w2: Array, b2: Array, q0: Array) -> t
         newton = s < 1
         qn = q + (f - q) / jnp.where(newton, 1 - s, 1.0)
         ok = newton & (qn >= b2) & jnp.isfinite(qn)
-        # Newton from the left of a concave map overshoots far; bound the jump (then it returns monotonically).
+        # Newton from the left of a concave map overshoots far: bound the jump (it then returns monotonically).
         return jnp.clip(jnp.where(ok, jnp.minimum(qn, 4 * jnp.maximum(q, f)), f), 0.0, _Q_CAP)
 
     q = jnp.clip(q0, 0.0, _Q_CAP)

@@ -1,0 +1,103 @@
+"""Mean-field predictions beside the measurements, and how well they agree.
+
+``add_predictions`` puts the theory's q*, c*, chi_1 and xi_c for every variant into a results Dataset
+(so a user can plot measured against predicted without recomputing) and records the trainability
+agreement score: the fraction of (sigma_w2, depth) cells where "trained" (final training accuracy
+above ``measure.trained_accuracy``, seeds averaged) agrees with the rule "depth <= n * xi_c"
+(``n = measure.xi_multiple``, default 6; Schoenholz et al. 2017).
+"""
+
+from __future__ import annotations
+
+import tomllib
+
+import numpy as np
+import xarray as xr
+
+from sweep.theory.mean_field import critical_sigma_w2, mean_field
+
+PREDICTED = {"q_star": "q_star", "c_star": "c_star", "chi_1": "chi_1", "xi_c": "xi_c"}
+
+
+def _config(ds: xr.Dataset) -> dict:
+    return tomllib.loads(ds.attrs["config"])
+
+
+def _field(ds: xr.Dataset, section: str, key: str) -> xr.DataArray:
+    """A config field as a DataArray over the grid dims it varies along (a scalar if fixed)."""
+    if key in ds.dims:
+        return ds[key]
+    return xr.DataArray(_config(ds)[section][key])
+
+
+def final_value(da: xr.DataArray) -> xr.DataArray:
+    """Each variant's value at its last finite step (groups may record different steps)."""
+    values = np.moveaxis(da.values, da.get_axis_num("step"), -1)
+    finite = np.isfinite(values)
+    last = np.where(finite.any(-1), values.shape[-1] - 1 - np.argmax(finite[..., ::-1], axis=-1), 0)
+    picked = np.take_along_axis(values, last[..., None], axis=-1)[..., 0]
+    dims = [d for d in da.dims if d != "step"]
+    return xr.DataArray(picked, dims=dims, coords={d: da.coords[d] for d in dims if d in da.coords})
+
+
+def final_accuracy(ds: xr.Dataset, variable: str = "train_accuracy") -> xr.DataArray:
+    """Accuracy at the end of training; diverged or missing variants count as chance (1 / n_classes)."""
+    chance = 1.0 / float(ds.attrs.get("n_classes", 10))
+    failed = ds["diverged"] | ~ds["completed"]
+    return final_value(ds[variable]).where(~failed, chance)
+
+
+def add_predictions(ds: xr.Dataset) -> xr.Dataset:
+    """Add ``q_star``, ``c_star``, ``chi_1``, ``xi_c`` (grid dims they vary along) and, when the grid has
+    sigma_w2 and depth, the attribute ``trainability_agreement``."""
+    activation = _field(ds, "model", "activation")
+    sigma_w2, sigma_b2 = _field(ds, "model", "sigma_w2"), _field(ds, "model", "sigma_b2")
+    if activation.ndim == 0 and sigma_b2.ndim == 0:
+        ds.attrs["critical_sigma_w2"] = float(critical_sigma_w2(str(activation.values), float(sigma_b2)))
+    activation, sigma_w2, sigma_b2 = xr.broadcast(activation, sigma_w2, sigma_b2)
+    out = {name: np.full(sigma_w2.shape, np.nan, np.float64) for name in PREDICTED}
+    for name in np.unique(activation.values):
+        mask = activation.values == name
+        theory = mean_field(str(name), sigma_w2.values[mask], sigma_b2.values[mask])
+        for key in PREDICTED:
+            out[key][mask] = np.asarray(getattr(theory, key), np.float64)
+    ds = ds.assign({key: (sigma_w2.dims, out[key]) for key in PREDICTED})
+    for key, text in (
+        ("q_star", "mean-field fixed point of the pre-activation length"),
+        ("c_star", "mean-field fixed point of the correlation map"),
+        ("chi_1", "mean-field chi_1 = sigma_w2 E[phi'(h)^2] at q*"),
+        ("xi_c", "mean-field depth scale of correlations, -1/log chi_c"),
+    ):
+        ds[key].attrs["description"] = text
+    score = agreement(ds)
+    if score is not None:
+        ds.attrs["trainability_agreement"] = score
+    return ds
+
+
+def trained_and_predicted(ds: xr.Dataset) -> tuple[xr.DataArray, xr.DataArray] | None:
+    """Boolean (depth, sigma_w2) maps: measured "trained" and predicted "depth <= n xi_c" (None if the grid
+    lacks those dims). Seeds are averaged; other swept dims take their best value."""
+    if not {"sigma_w2", "depth"} <= set(ds.dims) or "xi_c" not in ds:
+        return None
+    measure = _config(ds)["measure"]
+    accuracy = final_accuracy(ds)
+    xi = ds["xi_c"]
+    if "seed" in accuracy.dims:
+        accuracy = accuracy.mean("seed")
+    for dim in [d for d in accuracy.dims if d not in ("depth", "sigma_w2")]:
+        accuracy = accuracy.max(dim)
+    for dim in [d for d in xi.dims if d not in ("depth", "sigma_w2")]:
+        xi = xi.isel({dim: 0})
+    trained = accuracy > measure["trained_accuracy"]
+    predicted = ds["depth"] <= measure["xi_multiple"] * xi
+    return trained.transpose("depth", "sigma_w2"), predicted.transpose("depth", "sigma_w2")
+
+
+def agreement(ds: xr.Dataset) -> float | None:
+    """Fraction of (sigma_w2, depth) cells where measured and predicted trainability agree."""
+    maps = trained_and_predicted(ds)
+    if maps is None:
+        return None
+    trained, predicted = maps
+    return float((trained == predicted).mean())
