@@ -32,8 +32,9 @@ out to ~1e-5 in log10). Resolution: the normalised product carries round-off of 
 in float32, 1e-16 in float64) per layer, so singular values much smaller than the largest — below about
 1e-6 of it in float32 (1e-14 in float64) — are at round-off level: a floor, not a measurement (in the
 chaotic or ordered phase at large depth, and even near criticality for saturating φ, the bottom of the
-spectrum is such a floor). Exact zeros (e.g. relu's dead units in the last layer, or a layer with every
-unit dead) give ``-inf``, never NaN. Non-finite forward pre-activations (a forward pass that itself
+spectrum is such a floor). Exact zeros (e.g. a layer with every unit dead, or — when LAPACK returns them exactly —
+relu's dead units in the last layer) give ``-inf``, never NaN; otherwise zero singular values show up at
+the round-off floor. Non-finite forward pre-activations (a forward pass that itself
 overflowed) propagate as NaN: the variant diverged. Cost ``O(L N³)`` per input, ``O(N²)`` memory.
 
 ``matrix_free_log10_singular_values`` (wide nets): never forms ``J``. One forward scan stores ``φ'(h^l)``
@@ -86,7 +87,7 @@ def _derivative(phi: Activation, h: jax.Array) -> jax.Array:
 
 def _exponent(norm: jax.Array) -> jax.Array:
     """``e`` (int32) with ``norm / 2^e ∈ [0.5, 1)``; 0 for a zero norm. Dividing by ``2^e`` is exact."""
-    return jnp.frexp(norm)[1]
+    return jnp.frexp(norm)[1].astype(jnp.int32)
 
 
 def _log10_nonnegative(x: jax.Array) -> jax.Array:
@@ -104,10 +105,11 @@ def exact_log10_singular_values(
     """``log10`` singular values of ``J = ∂x^L/∂x^1``, descending: ``[N]``.
 
     ``hidden_w [L-1, N, N]``, ``hidden_b [L-1, N]``, ``h1 [N]`` (one variant, one input). The product
-    ``Jᵀ = W_2 D_2 ⋯ W_L D_L`` is accumulated in a ``lax.scan`` over layers, renormalised to unit Frobenius
-    norm at every layer with the log of the norm accumulated, then ``jnp.linalg.svd`` of the normalised
-    product. Values more than ~6 decades (float32; ~14 in float64) below the largest are at round-off
-    level; exact zeros give ``-inf``. See the module docstring.
+    ``Jᵀ = W_2 D_2 ⋯ W_L D_L`` is accumulated in a ``lax.scan`` over layers, divided at every layer by the
+    power of two nearest its Frobenius norm (exact; the exponents are summed as integers), then
+    ``jnp.linalg.svd`` of the normalised product. Values more than ~6 decades (float32; ~14 in float64)
+    below the largest are at round-off level; exact zeros give ``-inf`` (the SVD may instead return them at
+    that floor). See the module docstring.
     """
     n = h1.shape[-1]
     dtype = jnp.result_type(hidden_w, hidden_b, h1)

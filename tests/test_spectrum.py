@@ -17,12 +17,20 @@ from sweep import spectrum
 
 TANH_CRITICAL = (1.76, 0.05)  # (sigma_w2, sigma_b2): chi_1 = 1 for tanh
 
+# These tests are compile-bound on CPU: LLVM's optimisation passes take ~5x longer than the (small) runs,
+# so the test programs are compiled without them. The computation (and its float semantics) is the same.
+_FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
+
+
+def _jit(f):
+    return jax.jit(f, compiler_options=_FAST_COMPILE)
+
 
 @functools.cache
 def _exact(activation: str, batched: bool = False):
     phi = {"tanh": jnp.tanh, "linear": lambda x: x, "relu": jax.nn.relu}[activation]
     f = functools.partial(spectrum.exact_log10_singular_values, phi=phi)
-    return jax.jit(jax.vmap(f) if batched else f)
+    return _jit(jax.vmap(f) if batched else f)
 
 
 @functools.cache
@@ -30,7 +38,7 @@ def _matrix_free(k: int, n_iter: int, batched: bool = False, n_probes: int = 8):
     f = functools.partial(
         spectrum.matrix_free_log10_singular_values, phi=jnp.tanh, k=k, n_iter=n_iter, n_probes=n_probes
     )
-    return jax.jit(jax.vmap(f) if batched else f)
+    return _jit(jax.vmap(f) if batched else f)
 
 
 def _gaussian_net(seed: int, depth: int, width: int, sigma_w2: float, sigma_b2: float, q1: float = 1.0):
@@ -142,11 +150,12 @@ def test_depth_one_is_the_identity_and_dead_relu_units_give_minus_inf_not_nan():
     assert float(mean_sq) == 0.0 and np.all(np.asarray(top) == 0) and np.all(np.asarray(bottom) == 0)
     # relu, last layer: 3 units with a large negative bias are dead -> J has 3 zero singular values, which
     # the SVD returns as exact zeros (-inf) or at its round-off floor (~1e-7 of the top in float32)
-    w, b, h1 = _gaussian_net(3, 3, width, 2.0, 0.0)
-    b[-1, :3] = -100.0
+    w, b, _ = _gaussian_net(3, 3, width, 2.0, 0.0)
+    w, b, h1 = np.abs(w), np.ones_like(b), np.ones(width, np.float32)  # h > 0: every unit alive (D = I) ...
+    b[-1, :3] = -100.0  # ... but three of the last layer's: rank N - 3
     out = np.asarray(_exact("relu")(w, b, h1))
     assert not np.any(np.isnan(out)) and np.all(np.isfinite(out[:-3]))
-    assert np.all(out[-3:] < out[0] - 6) and out[-4] > out[0] - 4
+    assert np.all(out[-3:] < out[0] - 6) and out[-4] > out[0] - 3
     summary = spectrum.spectrum_summary(jnp.asarray(out))
     assert np.isfinite(float(summary["mean_sq_sv"])) and float(summary["log10_condition"]) > 6
     # every unit of a layer dead: J = 0 exactly; all -inf, still no NaN anywhere
@@ -192,21 +201,27 @@ def test_matrix_free_vmapped_with_full_krylov_space_recovers_the_whole_spectrum(
         assert abs(float(mean_sq[v]) - exact_mean_sq) < 1e-4
 
 
+def _relative_to_top(log10_sv: np.ndarray) -> np.ndarray:
+    """σ / σ_max: float32 SVD errors are ~ε σ_max for every singular value, so compare on this scale."""
+    log10_sv = np.asarray(log10_sv, np.float64)
+    return 10.0 ** (log10_sv - log10_sv[..., :1])
+
+
 def test_vmap_over_variants_matches_the_loop():
+    # batched and single programs sum in different orders: equal to round-off, ~ε σ_max per value
     nets = [_gaussian_net(seed, 10, 64, *TANH_CRITICAL) for seed in (1, 7, 8)]
     stacked = [np.stack(parts) for parts in zip(*nets, strict=True)]
     batched = np.asarray(_exact("tanh", batched=True)(*stacked))
     looped = np.stack([np.asarray(_exact("tanh")(*net)) for net in nets])
-    resolved = looped > looped[:, :1] - 5  # below the round-off floor values are noise, not a mismatch
-    np.testing.assert_allclose(batched[resolved], looped[resolved], atol=1e-4)
+    np.testing.assert_allclose(batched[:, 0], looped[:, 0], atol=1e-5)
+    np.testing.assert_allclose(_relative_to_top(batched), _relative_to_top(looped), atol=1e-5, rtol=0)
     # and over inputs of one variant
     w, b, _ = nets[0]
     inputs = np.random.default_rng(9).standard_normal((2, 64)).astype(np.float32)
-    over_inputs = jax.vmap(_exact("tanh"), in_axes=(None, None, 0))(w, b, inputs)
-    for i in range(2):
-        single = np.asarray(_exact("tanh")(w, b, inputs[i]))
-        keep = single > single[0] - 5
-        np.testing.assert_allclose(np.asarray(over_inputs[i])[keep], single[keep], atol=1e-4)
+    over_inputs = np.asarray(jax.vmap(_exact("tanh"), in_axes=(None, None, 0))(w, b, inputs))
+    singles = np.stack([np.asarray(_exact("tanh")(w, b, x)) for x in inputs])
+    np.testing.assert_allclose(over_inputs[:, 0], singles[:, 0], atol=1e-5)
+    np.testing.assert_allclose(_relative_to_top(over_inputs), _relative_to_top(singles), atol=1e-5, rtol=0)
 
 
 def test_float64_inputs_give_float64_results():

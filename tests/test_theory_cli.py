@@ -1,0 +1,74 @@
+"""``sweep theory``: argument handling, the table, the JSON contract and the phase-diagram file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from sweep.theory_cli import add_theory_arguments, run_theory
+
+POINT_FIELDS = {"sigma_w2", "sigma_b2", "q_star", "c_star", "chi_1", "chi_c", "xi_q", "xi_c"}
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="sweep theory")
+    add_theory_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+def test_json_has_the_documented_fields_and_null_for_infinity(capsys):
+    rc = run_theory(
+        parse("--activation", "relu", "--sigma-b2", "0.1", "--sigma-w2", "1", "1.5", "3", "--json")
+    )
+    out = capsys.readouterr()
+    assert rc == 0 and out.err == ""
+    report = json.loads(out.out)  # exactly one JSON object on stdout
+    assert set(report) == {"activation", "sigma_b2", "critical_sigma_w2", "points"}
+    assert report["activation"] == "relu" and report["sigma_b2"] == 0.1
+    assert report["critical_sigma_w2"] == 2.0
+    assert [p["sigma_w2"] for p in report["points"]] == [1.0, 1.5, 3.0]
+    for point in report["points"]:
+        assert set(point) == POINT_FIELDS and point["sigma_b2"] == 0.1
+    first, _, last = report["points"]
+    assert first["q_star"] == pytest.approx(0.2) and first["chi_1"] == pytest.approx(0.5)
+    assert last["q_star"] is None and last["xi_c"] is None and last["chi_1"] == pytest.approx(1.5)
+
+
+def test_table_lists_the_critical_point_and_default_sigma_w2(capsys):
+    assert run_theory(parse("--activation", "erf", "--sigma-b2", "0.05")) == 0
+    out = capsys.readouterr().out
+    assert "critical sigma_w2" in out and "1.37584" in out
+    header = next(line for line in out.splitlines() if line.split()[:1] == ["sigma_w2"])
+    assert header.split() == ["sigma_w2", "q_star", "c_star", "chi_1", "chi_c", "xi_q", "xi_c"]
+    rows = [line for line in out.splitlines() if line.split() and line.split()[0].replace(".", "").isdigit()]
+    assert len(rows) == 6  # default: a handful of σ_w² spanning 1..4
+    assert float(rows[0].split()[0]) == 1.0 and float(rows[-1].split()[0]) == 4.0
+
+
+@pytest.mark.parametrize(
+    ("argv", "bad"),
+    [
+        (("--activation", "nope", "--sigma-b2", "0.1"), "nope"),
+        (("--activation", "tanh", "--sigma-b2", "-1"), "-1"),
+        (("--activation", "tanh", "--sigma-b2", "0.1", "--sigma-w2", "0"), "0"),
+        (("--activation", "tanh", "--sigma-b2", "0.1", "--plot", "out.svg"), "out.svg"),
+    ],
+)
+def test_bad_input_is_one_line_on_stderr_and_exit_code_2(capsys, argv, bad):
+    assert run_theory(parse(*argv)) == 2
+    out = capsys.readouterr()
+    assert out.out == ""
+    lines = out.err.strip().splitlines()
+    assert len(lines) == 1 and bad in lines[0]
+
+
+@pytest.mark.parametrize("suffix", [".png", ".pdf"])
+def test_plot_writes_the_phase_diagram(tmp_path, capsys, suffix):
+    path = tmp_path / "figs" / f"phase{suffix}"
+    rc = run_theory(parse("--activation", "erf", "--sigma-b2", "0.2", "--json", "--plot", str(path)))
+    out = capsys.readouterr()
+    assert rc == 0 and json.loads(out.out)["activation"] == "erf"
+    assert path.exists() and path.stat().st_size > 1000
+    assert path.read_bytes()[:4] == (b"\x89PNG" if suffix == ".png" else b"%PDF")
