@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 
 from plots.gradients import gradient_norms_figure
 from plots.phase_diagram import phase_diagram_figure
+from plots.signal import signal_propagation_figure
 from plots.training import training_curves_figure
 
 # name -> (figure function, dims the Dataset must have)
@@ -18,6 +19,7 @@ FIGURES: dict[str, tuple[Callable[[xr.Dataset], Figure], tuple[str, ...]]] = {
     "phase_diagram": (phase_diagram_figure, ("sigma_w2", "depth")),
     "gradient_norms": (gradient_norms_figure, ("layer",)),
     "training_curves": (training_curves_figure, ("step",)),
+    "signal_propagation": (signal_propagation_figure, ("sigma_w2", "layer")),
 }
 
 

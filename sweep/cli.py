@@ -80,12 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, default=Path("runs/demo"))
     _add_run_options(demo)
     theory = commands.add_parser("theory", help="mean-field theory: q*, c*, chi_1, depth scales")
-    try:  # TEMP until theory_cli lands
-        from sweep.theory_cli import add_theory_arguments
+    from sweep.theory_cli import add_theory_arguments
 
-        add_theory_arguments(theory)
-    except ImportError:
-        pass
+    add_theory_arguments(theory)
     return parser
 
 

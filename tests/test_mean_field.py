@@ -154,11 +154,22 @@ def _kernel_values(activation: str, q: float, c: float) -> dict[str, float]:
     return {"V": m.var[0], "D": m.dvar[0], "V'": m.var_slope[0], "C": cov[0], "Cp": dcov[0]}
 
 
+def normal_box_probability(q: float, c: float, lo: float, hi: float) -> float:
+    """P(lo < u1 < hi, lo < u2 < hi) for the bivariate normal with variances q and correlation c (scipy)."""
+    mvn = stats.multivariate_normal(mean=[0, 0], cov=[[q, q * c], [q * c, q]])
+
+    def cdf(a: float, b: float) -> float:
+        return float(mvn.cdf([a, b], abseps=1e-12, releps=1e-10))
+
+    return cdf(hi, hi) - cdf(hi, lo) - cdf(lo, hi) + cdf(lo, lo)
+
+
 @pytest.mark.usefixtures("x64")
 @pytest.mark.parametrize("activation", ["erf", "relu", "hard_tanh"])
 def test_closed_form_kernels_match_direct_integration(activation):
-    """Closed forms (erf arcsin kernels, arc-cosine kernel, hard_tanh via Price's theorem) against dense
-    2-D numpy integration (tolerance 2e-5: the grid's O(h²) error on kinked integrands is ~1e-6)."""
+    """Closed forms (erf arcsin kernels, arc-cosine kernel, hard_tanh via Price's theorem) against scipy
+    quadrature (1-D), a dense 2-D numpy grid (E[φφ]: O(h²) ≈ 1e-6 error on kinked integrands, so 2e-5) and
+    exact bivariate normal probabilities (E[φ'φ'] of relu and hard_tanh, whose φ' jumps)."""
     phi = {"erf": special.erf, "relu": np_relu, "hard_tanh": np_hard_tanh}[activation]
     dphi = {
         "erf": lambda x: 2 / math.sqrt(math.pi) * np.exp(-x * x),
@@ -170,11 +181,14 @@ def test_closed_form_kernels_match_direct_integration(activation):
         want_v = quad_expectation(lambda u: float(phi(np.float64(u))) ** 2, q)
         want_d = quad_expectation(lambda u: float(dphi(np.float64(u))) ** 2, q)
         want_c = dense_expectation_2d(lambda a, b: phi(a) * phi(b), q, c)
-        want_cp = dense_expectation_2d(lambda a, b: dphi(a) * dphi(b), q, c)
+        if activation == "erf":
+            want_cp = dense_expectation_2d(lambda a, b: dphi(a) * dphi(b), q, c)
+        else:
+            want_cp = normal_box_probability(q, c, *((0.0, np.inf) if activation == "relu" else (-1.0, 1.0)))
         np.testing.assert_allclose(float(got["V"]), want_v, rtol=1e-9)
         np.testing.assert_allclose(float(got["D"]), want_d, rtol=1e-9)
         np.testing.assert_allclose(float(got["C"]), want_c, rtol=2e-5)
-        np.testing.assert_allclose(float(got["Cp"]), want_cp, rtol=2e-5)
+        np.testing.assert_allclose(float(got["Cp"]), want_cp, rtol=1e-7)
         # V'(q) by central differences of the independent V
         h = 1e-4 * q
         slope = (
@@ -182,11 +196,6 @@ def test_closed_form_kernels_match_direct_integration(activation):
             - quad_expectation(lambda u: float(phi(np.float64(u))) ** 2, q - h)
         ) / (2 * h)
         np.testing.assert_allclose(float(got["V'"]), slope, rtol=1e-6)
-    if activation == "hard_tanh":  # E[φ'φ'] = P(|u1| < 1, |u2| < 1): an exact bivariate normal probability
-        q, c = 1.5, 0.6
-        mvn = stats.multivariate_normal(mean=[0, 0], cov=[[q, q * c], [q * c, q]])
-        box = mvn.cdf([1, 1]) - 2 * mvn.cdf([1, -1]) + mvn.cdf([-1, -1])
-        np.testing.assert_allclose(float(_kernel_values("hard_tanh", q, c)["Cp"]), box, rtol=1e-6)
 
 
 @pytest.mark.usefixtures("x64")

@@ -422,7 +422,7 @@ def _q_fixed_point(kernel: GaussianKernel, w2: Array, b2: Array, q0: Array) -> t
     if kernel.zero_is_fixed:
         q = jnp.where((b2 == 0) & (q < _ZERO_SNAP), 0.0, q)
     m = kernel.moments(q, _FINE_HALF)
-    diverged = (q >= _Q_CAP) | (w2 * m.var + b2 - q > 1e-4 * q)
+    diverged = (q >= _Q_CAP) | (w2 * m.var + b2 - q > 1e-4 * jnp.maximum(q, 1e-12))
     return jnp.where(diverged, jnp.inf, q), q, m
 
 
