@@ -60,6 +60,9 @@ def measure(params: Params, arch: Architecture, phi: Callable, data: EvalData) -
     }
 
 
-def forward_signal(params: Params, arch: Architecture, phi: Callable, x: jax.Array) -> jax.Array:
-    """Mean squared pre-activation ``q^l = mean(h^l ** 2)`` of every layer on inputs x: [n_layers]."""
-    return arch.apply(params, x, phi)[1]
+def forward_signal(params: Params, arch: Architecture, phi: Callable, x: jax.Array) -> dict[str, jax.Array]:
+    """The forward signal on inputs x: ``q_layer`` [n_layers] = mean squared pre-activation per layer and
+    ``c_layer`` [n_layers, n_pairs] = correlation of the pre-activations of input pairs (rows 0-1, 2-3, ..).
+    """
+    signal = arch.apply(params, x, phi)[1]
+    return {"q_layer": signal["q"], "c_layer": signal["c"]}

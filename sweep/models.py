@@ -6,8 +6,9 @@ An architecture is a ``Architecture(init, apply, n_layers)`` entry in ``ARCHITEC
   ``W ~ N(0, sigma_w2 / fan_in)`` (or ``sigma_w`` times a random orthogonal matrix), ``b ~ N(0, sigma_b2)``.
   The unit draws depend only on ``key`` (the variant's seed) and the shapes, so variants that differ
   only in sigma_w2/sigma_b2 share them (common random numbers).
-- ``apply(params, x, phi) -> (logits, preactivation_q)`` with ``x: [batch, input_dim]``,
-  ``logits: [batch, n_classes]`` and ``preactivation_q: [n_layers]`` = mean of ``h^l`` squared per layer.
+- ``apply(params, x, phi) -> (logits, signal)`` with ``x: [batch, input_dim]``,
+  ``logits: [batch, n_classes]`` and ``signal = {"q": [n_layers], "c": [n_layers, n_pairs]}``: the mean
+  squared pre-activation per layer and the correlation of pairs of inputs' pre-activations.
 - ``weight_matrices(params) -> [n_layers]`` pytree paths, used for per-layer gradient norms.
 
 Layers are numbered 1..L+1: hidden layers 1..L (``model.depth = L``), then the readout.
@@ -88,25 +89,40 @@ def mlp_init(key: jax.Array, sigma_w2: jax.Array, sigma_b2: jax.Array, spec: Mod
     }
 
 
+N_PAIRS = 8  # input pairs whose pre-activation correlation c^l is measured at initialisation
+
+
+def _signal(h: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Mean squared pre-activation q = mean(h**2) over [batch, N], and the correlation
+    c = (h_a . h_b) / sqrt(|h_a|^2 |h_b|^2) of the pairs of rows (0, 1), (2, 3), ...: [n_pairs]."""
+    n_pairs = min(N_PAIRS, h.shape[0] // 2)
+    a, b = h[0 : 2 * n_pairs : 2], h[1 : 2 * n_pairs : 2]
+    c = jnp.sum(a * b, axis=-1) / jnp.sqrt(jnp.sum(a * a, axis=-1) * jnp.sum(b * b, axis=-1))
+    return jnp.mean(h**2), c
+
+
 def mlp_apply(
     params: Params, x: jax.Array, phi: Callable[[jax.Array], jax.Array]
-) -> tuple[jax.Array, jax.Array]:
+) -> tuple[jax.Array, dict[str, jax.Array]]:
     """``h^1 = x W^1 + b^1``, ``h^l = phi(h^{l-1}) W^l + b^l`` (hidden layers by ``lax.scan``), logits.
 
-    Returns logits [batch, C] and q [L+1]: the mean squared pre-activation of every layer.
+    Returns logits [batch, C] and the forward signal per layer: ``q`` [L+1] (mean squared pre-activation)
+    and ``c`` [L+1, n_pairs] (correlations of input pairs); unused outputs cost nothing under jit.
     """
     h = x @ params["input"]["w"] + params["input"]["b"][None, :]
 
-    def layer(h: jax.Array, wb: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
+    def layer(h: jax.Array, wb: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
         w, b = wb
         h_next = phi(h) @ w + b[None, :]
-        return h_next, jnp.mean(h_next**2)
+        return h_next, _signal(h_next)
 
-    q_first = jnp.mean(h**2)
-    h, q_hidden = jax.lax.scan(layer, h, (params["hidden"]["w"], params["hidden"]["b"]))
+    first = _signal(h)
+    h, hidden = jax.lax.scan(layer, h, (params["hidden"]["w"], params["hidden"]["b"]))
     logits = phi(h) @ params["readout"]["w"] + params["readout"]["b"][None, :]
-    q = jnp.concatenate([q_first[None], q_hidden, jnp.mean(logits**2)[None]])
-    return logits, q
+    last = _signal(logits)
+    q = jnp.concatenate([first[0][None], hidden[0], last[0][None]])
+    c = jnp.concatenate([first[1][None], hidden[1], last[1][None]])
+    return logits, {"q": q, "c": c}
 
 
 def mlp_weight_norms(grads: Params) -> jax.Array:
@@ -129,7 +145,7 @@ def mlp_jacobian_factors(params: Params, x: jax.Array) -> tuple[jax.Array, jax.A
 
 class Architecture(NamedTuple):
     init: Callable[[jax.Array, jax.Array, jax.Array, ModelSpec], Params]
-    apply: Callable[[Params, jax.Array, Callable], tuple[jax.Array, jax.Array]]
+    apply: Callable[[Params, jax.Array, Callable], tuple[jax.Array, dict[str, jax.Array]]]
     weight_norms: Callable[[Params], jax.Array]
     n_layers: Callable[[ModelSpec], int]  # number of weight matrices = length of the layer axis
     jacobian_factors: Callable[[Params, jax.Array], tuple[jax.Array, jax.Array, jax.Array]]

@@ -12,6 +12,7 @@ train_accuracy     (*grid, step)               accuracy on the fixed training su
 test_accuracy      (*grid, step)               accuracy on the test set
 grad_norm          (*grid, step, layer)        Frobenius norm of dLoss/dW^l on the training subset
 q_layer            (*grid, layer)              mean squared pre-activation at initialisation
+c_layer            (*grid, layer, pair)        correlation of two inputs' pre-activations at init
 diverged           (*grid)                     loss or parameters became non-finite (then frozen)
 diverged_step      (*grid)                     step whose update went non-finite (-1: never)
 completed          (*grid)                     this variant's results are present
@@ -37,6 +38,7 @@ PER_VARIANT_DIMS: dict[str, tuple[str, ...]] = {
     "test_accuracy": ("step",),
     "grad_norm": ("step", "layer"),
     "q_layer": ("layer",),
+    "c_layer": ("layer", "pair"),
     "diverged": (),
     "diverged_step": (),
     # present when [measure] jacobian = true (NaN at steps where the spectrum was not measured)
@@ -61,7 +63,7 @@ def assemble(
     Trailing axes other than ``step`` (layer, sv, ...) are padded with NaN to the longest part."""
     parts = list(parts)
     steps = np.unique(np.concatenate([p[2] for p in parts])) if parts else np.zeros(0, np.int64)
-    names = [n for n in PER_VARIANT_DIMS if any(n in p[1] for p in parts)] or list(PER_VARIANT_DIMS)[:7]
+    names = [n for n in PER_VARIANT_DIMS if any(n in p[1] for p in parts)] or list(PER_VARIANT_DIMS)[:8]
     sizes = {"step": len(steps)}
     for name in names:
         for axis, dim in enumerate(PER_VARIANT_DIMS[name]):

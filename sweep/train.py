@@ -229,7 +229,7 @@ def train_variant(spec: GroupSpec, hyper: Hyper, data: TrainData) -> dict[str, j
     steps = spec.record_steps
     bounds = jnp.asarray(np.stack([np.concatenate([[0], steps[:-1]]), steps], axis=1), jnp.int32)
     state, out = jax.lax.scan(interval, state, bounds)  # the first interval is empty: step 0
-    out["q_layer"] = forward_signal(params, arch, phi, data.eval.x_eval)
+    out |= forward_signal(params, arch, phi, data.eval.x_eval)
     out["diverged"] = state.diverged
     out["diverged_step"] = state.diverged_step
     return out

@@ -155,13 +155,16 @@ def _kernel_values(activation: str, q: float, c: float) -> dict[str, float]:
 
 
 def normal_box_probability(q: float, c: float, lo: float, hi: float) -> float:
-    """P(lo < u1 < hi, lo < u2 < hi) for the bivariate normal with variances q and correlation c (scipy)."""
-    mvn = stats.multivariate_normal(mean=[0, 0], cov=[[q, q * c], [q * c, q]])
+    """P(lo < u1 < hi, lo < u2 < hi) for the bivariate normal with variances q and correlation c:
+    scipy quadrature over u1 of the conditional normal probability of u2 (exact to ~1e-12)."""
+    sd = math.sqrt(q * (1 - c * c))
 
-    def cdf(a: float, b: float) -> float:
-        return float(mvn.cdf([a, b], abseps=1e-12, releps=1e-10))
+    def integrand(u1: float) -> float:
+        inner = stats.norm.cdf((hi - c * u1) / sd) - stats.norm.cdf((lo - c * u1) / sd)
+        return inner * math.exp(-u1 * u1 / (2 * q)) / math.sqrt(2 * math.pi * q)
 
-    return cdf(hi, hi) - cdf(hi, lo) - cdf(lo, hi) + cdf(lo, lo)
+    a, b = max(lo, -12 * math.sqrt(q)), min(hi, 12 * math.sqrt(q))
+    return integrate.quad(integrand, a, b, epsabs=1e-13, epsrel=1e-12, limit=200)[0]
 
 
 @pytest.mark.usefixtures("x64")

@@ -162,7 +162,9 @@ def test_depth_one_is_the_identity_and_dead_relu_units_give_minus_inf_not_nan():
     b[0, :] = -100.0
     out = np.asarray(_exact("relu")(w, b, h1))
     assert np.all(np.isneginf(out))
-    assert not any(np.isnan(np.asarray(v)).any() for v in spectrum.spectrum_summary(jnp.asarray(out)).values())
+    assert not any(
+        np.isnan(np.asarray(v)).any() for v in spectrum.spectrum_summary(jnp.asarray(out)).values()
+    )
 
 
 def test_matrix_free_top_k_and_mean_square_match_exact():
@@ -247,7 +249,9 @@ def test_spectrum_summary_against_numpy():
     np.testing.assert_allclose(got["eig_variance_rel"], lam.var(-1) / lam.mean(-1) ** 2, rtol=1e-4)
     np.testing.assert_allclose(got["log10_eig_variance"], np.log10(lam.var(-1)), atol=1e-5)
     # far outside float32: sigma = 1e±40 (sigma^2 = 1e±80): logs stay exact, shifting by a constant
-    shifted = spectrum.spectrum_summary(jnp.asarray(np.log10(sv) + np.array([[40.0], [-40.0], [0.0]]), jnp.float32))
+    shifted = spectrum.spectrum_summary(
+        jnp.asarray(np.log10(sv) + np.array([[40.0], [-40.0], [0.0]]), jnp.float32)
+    )
     np.testing.assert_allclose(shifted["mean_sq_sv"], np.log10(lam.mean(-1)) + [80, -80, 0], atol=1e-4)
     np.testing.assert_allclose(shifted["eig_variance_rel"], lam.var(-1) / lam.mean(-1) ** 2, rtol=1e-4)
 
