@@ -71,7 +71,8 @@ def main() -> None:
     nets = jax.block_until_ready(_networks(jax.random.key(0), args.variants, args.depth, args.width))
     first, best, out = _timed(exact, *nets, repeats=args.repeats)
     print(
-        f"exact: {args.variants} variants, width {args.width}, depth {args.depth}: compile+first {first:.2f} s, "
+        f"exact: {args.variants} variants, width {args.width}, depth {args.depth}: "
+        f"compile+first {first:.2f} s, "
         f"warm {best:.3f} s = {args.variants / best:.0f} variants/s (finite: {bool(jnp.isfinite(out).all())})"
     )
     del nets

@@ -10,8 +10,10 @@ never on its chunk, shard or device, so none of this changes its numbers.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +30,9 @@ from sweep.grid import groups
 from sweep.predictions import add_predictions
 from sweep.results import Part, assemble
 from sweep.rundir import collect
-from sweep.train import GroupSpec, TrainData, compile_group, run_chunk, train_data
+from sweep.train import CompiledGroup, GroupSpec, TrainData, compile_group, run_chunk, train_data
+
+COMPILE_THREADS = max(1, min(8, (os.cpu_count() or 2) - 1))
 
 
 @dataclass
@@ -129,12 +133,27 @@ def run(
     data = train_data(dataset, n_eval)
     timing = Timing()
     computed = []
-    with _progress(progress, sum(c.n_variants for c in mine)) as advance:
-        for chunk in mine:
+    todo = [c for c in mine if out_dir is None or not store.chunk_path(out_dir, c.name).exists()]
+    with (
+        _progress(progress, sum(c.n_variants for c in mine)) as advance,
+        ThreadPoolExecutor(max_workers=COMPILE_THREADS) as pool,
+    ):
+        # Compile every distinct program in background threads (XLA compiles without the GIL) while
+        # earlier chunks train: with many groups (e.g. one per depth) compile time overlaps training.
+        programs = {}
+        for chunk in todo:
+            key = (chunk.group.key, chunk.size)
+            if key not in programs:
+                programs[key] = pool.submit(compile_group, specs[chunk.group.key], chunk.size, data)
+        advance(sum(c.n_variants for c in mine) - sum(c.n_variants for c in todo))
+        for chunk in todo:
             path = store.chunk_path(out_dir, chunk.name) if out_dir is not None else None
-            if path is None or not path.exists():
-                computed.append(_run_chunk(chunk, specs[chunk.group.key], data, path, timing))
+            compiled, _ = programs[(chunk.group.key, chunk.size)].result()
+            computed.append(_run_chunk(chunk, compiled, specs[chunk.group.key], data, path, timing))
             advance(chunk.n_variants)
+    for future in programs.values():  # compile time of the programs compiled by this run
+        compiled, fresh = future.result()
+        timing.compile_seconds += compiled.compile_seconds if fresh else 0.0
     attrs = run_attributes(experiment, timing, len(plan)) | dataset_attrs
     if out_dir is None:
         return add_predictions(assemble(experiment, computed, attrs))
@@ -155,14 +174,18 @@ def _chunk_size(spec: GroupSpec, n: int, n_eval: int, n_test: int, budget: int, 
     return size
 
 
-def _run_chunk(chunk: Chunk, spec: GroupSpec, data: TrainData, path: Path | None, timing: Timing) -> Part:
-    """Compile (once per shape) and train one chunk; save it if ``path``. Returns its results part."""
+def _run_chunk(
+    chunk: Chunk,
+    compiled: CompiledGroup,
+    spec: GroupSpec,
+    data: TrainData,
+    path: Path | None,
+    timing: Timing,
+) -> Part:
+    """Train one chunk with its compiled program; save it if ``path``. Returns its results part."""
     variants = chunk.group.variants[chunk.start : chunk.stop]
     hyper = {k: v[chunk.start : chunk.stop] for k, v in chunk.group.dynamic().items()}
     grid_index = np.asarray([v.index for v in variants], np.int64).reshape(len(variants), -1)
-    compiled, fresh = compile_group(spec, chunk.size, data)
-    if fresh:
-        timing.compile_seconds += compiled.compile_seconds
     started = time.perf_counter()
     outputs = run_chunk(compiled, hyper, data)
     timing.run_seconds += time.perf_counter() - started

@@ -32,9 +32,9 @@ out to ~1e-5 in log10). Resolution: the normalised product carries round-off of 
 in float32, 1e-16 in float64) per layer, so singular values much smaller than the largest — below about
 1e-6 of it in float32 (1e-14 in float64) — are at round-off level: a floor, not a measurement (in the
 chaotic or ordered phase at large depth, and even near criticality for saturating φ, the bottom of the
-spectrum is such a floor). Exact zeros (e.g. a layer with every unit dead, or — when LAPACK returns them exactly —
-relu's dead units in the last layer) give ``-inf``, never NaN; otherwise zero singular values show up at
-the round-off floor. Non-finite forward pre-activations (a forward pass that itself
+spectrum is such a floor). Exact zeros (e.g. a layer with every unit dead, or — when LAPACK returns them
+exactly — relu's dead units in the last layer) give ``-inf``, never NaN; otherwise zero singular values
+show up at the round-off floor. Non-finite forward pre-activations (a forward pass that itself
 overflowed) propagate as NaN: the variant diverged. Cost ``O(L N³)`` per input, ``O(N²)`` memory.
 
 ``matrix_free_log10_singular_values`` (wide nets): never forms ``J``. One forward scan stores ``φ'(h^l)``
@@ -47,12 +47,12 @@ This is Lanczos on ``JᵀJ`` (its tridiagonal matrix is ``BᵀB``), but the sing
 bidiagonal ``B`` directly, so small ones are resolved to ``ε σ_max`` rather than ``√ε σ_max``. Each step
 costs one ``J v`` and one ``Jᵀ u``: ``4 (L-1) N²`` flops. Top values converge fast. The BOTTOM values are
 less accurate: they converge only when ``n_iter`` approaches ``N`` or the bottom is well separated, are
-upper bounds of the true smallest singular values before that, and share the round-off floor
-(``ε σ_max``) of the exact route. Ritz values that are exactly zero give ``-inf``. The mean squared
-singular value ``log10(tr(JᵀJ)/N)`` is estimated Hutch++-style: exactly on the Krylov subspace
-(``‖J̃ V‖_F² = ‖B‖_F²``) plus Hutchinson with the same probes projected off it — unbiased, relative standard
-error ``≤ sqrt(2 Σσ⁴/(Σσ²)² / n_probes)`` and much less when the top of the spectrum dominates (it is
-caught by the subspace); exact when ``n_iter = N``.
+upper bounds of the true smallest singular values before that, and are not trustworthy below a round-off
+floor of order ``ε σ_max`` (as in the exact route). Ritz values that are exactly zero give ``-inf``. The
+mean squared singular value ``log10(tr(JᵀJ)/N)`` is estimated Hutch++-style: exactly on the Krylov subspace
+(``‖J̃ V‖_F² = ‖B‖_F²``) plus Hutchinson with the same probes projected off it — unbiased for the trace
+(the log adds a small bias), relative standard error ``≤ sqrt(2 Σσ⁴/(Σσ²)² / n_probes)`` and much less
+when the top of the spectrum dominates (it is caught by the subspace); exact when ``n_iter = N``.
 
 ``spectrum_summary`` turns ``log10`` singular values into per-variant scalars without leaving log space
 where values could overflow; ``use_matrix_free`` picks the route from the width.
@@ -221,7 +221,7 @@ def matrix_free_log10_singular_values(
     *,
     n_probes: int = 8,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Top and bottom ``log10`` singular values of ``J`` without forming it: ``(top [k], bottom [k], log10_mean_sq)``.
+    """Top and bottom ``log10`` singular values of ``J``, matrix-free: ``(top [k], bottom [k], mean_sq)``.
 
     ``top`` holds the ``k`` largest Ritz values, descending; ``bottom`` the ``k`` smallest, also descending
     (``bottom[-1]`` is the smallest), so ``concatenate([top, bottom])`` runs down the spectrum's two ends.
@@ -232,7 +232,7 @@ def matrix_free_log10_singular_values(
        growth at layer ``l``, rounded to a power of two ``2^{e_l}``, is divided out of that layer's factor.
     2. Golub–Kahan–Lanczos with full reorthogonalisation on ``J̃ = J / 2^{Σ e_l}`` for ``n_iter`` steps: the
        top Ritz values converge quickly; the bottom ones are less accurate (upper bounds until ``n_iter``
-       nears ``N``), with the round-off floor ``ε σ_max``.
+       nears ``N``) and not trustworthy below ~``ε σ_max``.
     3. Mean square: the Krylov subspace ``V`` is counted exactly (``‖J̃ V‖_F² = ‖B‖_F²``) and its complement
        by Hutchinson with the same probes projected off ``V`` (Hutch++-style deflation). Unbiased; relative
        standard error ``≤ sqrt(2 Σσ⁴/(Σσ²)² / n_probes)`` and far smaller when the top of the spectrum,

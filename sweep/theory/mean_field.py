@@ -63,11 +63,12 @@ ActivationLike = str | Callable[[Array], Array]
 
 _TINY = 1e-30  # floor for q and c before square roots / logs (finite in float32 too)
 _Q_CAP = 1e30  # iterates of a diverging length map stop here; reported as q* = inf
-_SINH_L = 10.0  # 1-D rule covers |u| <= 10 √q
-_FINE_HALF, _COARSE_HALF = 48, 8  # Gauss–Legendre nodes per half-line
+Rule = tuple[int, float]  # (Gauss–Legendre nodes per half-line, half-width L of the rule in units of √q)
+_FINE: Rule = (48, 10.0)  # ≲1e-12 relative for tanh/gelu/relu at 1e-6 ≤ q ≤ 1e4
+_COARSE: Rule = (12, 6.0)  # ≲4e-6 (for the Newton iterations before the fine polish)
 _MEHLER_K, _MEHLER_H, _MEHLER_L = 96, 0.1, 22.0  # terms, trapezoid step and half-range in z
 _HT_NODES = 32  # Gauss–Legendre nodes for hard_tanh's Price integral
-_Q_STEPS = ((_COARSE_HALF, 32), (_FINE_HALF, 3))  # (rule, Newton steps) for q*
+_Q_STEPS = ((_COARSE, 30), (_FINE, 3))  # (rule, Newton steps) for q*
 _C_STEPS = 30
 _ZERO_SNAP = 1e-10  # q* below this is 0 when q = 0 is itself a fixed point
 
@@ -158,7 +159,7 @@ def _sinh_legendre(m: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _sinh_means(
-    q: Array, half: int, integrands: Callable[[Array], tuple[Array, ...]], n_out: int
+    q: Array, rule: Rule, integrands: Callable[[Array], tuple[Array, ...]], n_out: int
 ) -> tuple[Array, ...]:
     """E[g(u)], u ~ N(0, q), for each of the ``n_out`` elementwise integrands returned by ``integrands(u)``.
 
@@ -166,13 +167,14 @@ def _sinh_means(
     ``[..., n]`` intermediate is materialised (XLA on CPU would materialise one per reduction otherwise).
     Weights are normalised to sum to one. Results have the shape of ``q``.
     """
+    half, width = rule
     tau, w = _sinh_legendre(half)
     block = math.gcd(8, tau.size)
     taus = jnp.asarray(tau.reshape(-1, block), q.dtype)
     ws = jnp.asarray(w.reshape(-1, block), q.dtype)
     lift = (1,) * q.ndim + (block,)
     qs = jnp.maximum(q, _TINY)[..., None]
-    t_max = jnp.arcsinh(_SINH_L * jnp.sqrt(qs))
+    t_max = jnp.arcsinh(width * jnp.sqrt(qs))
 
     def body(j: Array, acc: tuple[Array, ...]) -> tuple[Array, ...]:
         e = jnp.exp(t_max * lax.dynamic_index_in_dim(taus, j, keepdims=False).reshape(lift))
@@ -187,13 +189,13 @@ def _sinh_means(
     return tuple(x / total for x in sums)
 
 
-def gaussian_expectation(f: Callable[[Array], Array], q: Array, n: int = 2 * _FINE_HALF) -> Array:
+def gaussian_expectation(f: Callable[[Array], Array], q: Array, n: int = 2 * _FINE[0]) -> Array:
     """E[f(u)], u ~ N(0, q), by the sinh-mapped Gauss–Legendre rule with ``n`` (even) nodes.
 
     ``f`` elementwise (a kink at u = 0 is integrated exactly); result has the shape of ``q``.
     """
     q = jnp.asarray(q, _float_dtype(q))
-    return _sinh_means(q, n // 2, lambda u: (f(u),), 1)[0]
+    return _sinh_means(q, (n // 2, _FINE[1]), lambda u: (f(u),), 1)[0]
 
 
 # --------------------------------------------------------------------------------------------- kernels
@@ -212,14 +214,14 @@ class GaussianKernel(NamedTuple):
     """Gaussian expectations of one activation, as pure functions."""
 
     name: str
-    moments: Callable[[Array, int], Moments]  # (q, Gauss–Legendre nodes per half, if used) -> Moments
+    moments: Callable[[Array, Rule], Moments]  # (q, quadrature rule if one is used) -> Moments
     correlation: Callable[..., CorrelationFn]  # (q[, moments at q]) -> (c -> (C, C')) at that fixed q
     zero_is_fixed: bool  # φ(0) = 0: q = 0 is a fixed point when σ_b² = 0
     critical_sigma_w2: float | None = None  # χ₁ independent of q: the critical σ_w² is this constant
 
 
 def _erf_kernel() -> GaussianKernel:
-    def moments(q: Array, half: int = _FINE_HALF) -> Moments:
+    def moments(q: Array, rule: Rule = _FINE) -> Moments:
         r = 1 + 4 * q
         return Moments(
             var=(2 / math.pi) * jnp.arcsin(2 * q / (1 + 2 * q)),
@@ -239,9 +241,9 @@ def _erf_kernel() -> GaussianKernel:
 
 
 def _relu_kernel() -> GaussianKernel:
-    def moments(q: Array, half: int = _FINE_HALF) -> Moments:
-        half = jnp.full_like(q, 0.5)
-        return Moments(var=q / 2, var_slope=half, dvar=half)
+    def moments(q: Array, rule: Rule = _FINE) -> Moments:
+        one_half = jnp.full_like(q, 0.5)
+        return Moments(var=q / 2, var_slope=one_half, dvar=one_half)
 
     def correlation(q: Array, m: Moments | None = None) -> CorrelationFn:
         def fn(c: Array) -> tuple[Array, Array]:
@@ -256,7 +258,7 @@ def _relu_kernel() -> GaussianKernel:
 
 
 def _linear_kernel() -> GaussianKernel:
-    def moments(q: Array, half: int = _FINE_HALF) -> Moments:
+    def moments(q: Array, rule: Rule = _FINE) -> Moments:
         one = jnp.ones_like(q)
         return Moments(var=q, var_slope=one, dvar=one)
 
@@ -271,7 +273,7 @@ def _hard_tanh_kernel() -> GaussianKernel:
     V = q D - 2√q p(a) + erfc(a/√2). By Price's theorem ∂E[φ'φ']/∂c = q E[φ''φ''], a sum of bivariate
     densities at (±1, ±1); with c = sin t the resulting integral over t is smooth (Gauss–Legendre)."""
 
-    def moments(q: Array, half: int = _FINE_HALF) -> Moments:
+    def moments(q: Array, rule: Rule = _FINE) -> Moments:
         qs = jnp.maximum(q, _TINY)
         a = 1 / jnp.sqrt(qs)
         pdf = jnp.exp(-0.5 * a * a) / math.sqrt(2 * math.pi)
@@ -332,8 +334,8 @@ def _generic_kernel(name: str, phi: Callable[[Array], Array]) -> GaussianKernel:
         f, f1, f2 = _derivatives(phi, u, 2)
         return f * f, f1 * f1 + f * f2, f1 * f1
 
-    def moments(q: Array, half: int = _FINE_HALF) -> Moments:
-        return Moments(*_sinh_means(q, half, integrands, 3))
+    def moments(q: Array, rule: Rule = _FINE) -> Moments:
+        return Moments(*_sinh_means(q, rule, integrands, 3))
 
     def correlation(q: Array, m: Moments | None = None) -> CorrelationFn:
         z, m_even, m_odd = _mehler_tables()
@@ -406,22 +408,34 @@ class MeanField(NamedTuple):
 def _q_fixed_point(kernel: GaussianKernel, w2: Array, b2: Array, q0: Array) -> tuple[Array, Array, Moments]:
     """(q*, last finite iterate, moments there): Newton on q = σ_w² V(q) + σ_b², map-step fallback."""
 
-    def step(q: Array, half: int) -> Array:
-        m = kernel.moments(q, half)
+    def step(q: Array, rule: Rule) -> Array:
+        m = kernel.moments(q, rule)
         f = w2 * m.var + b2
         s = w2 * m.var_slope
         newton = s < 1
         qn = q + (f - q) / jnp.where(newton, 1 - s, 1.0)
         ok = newton & (qn >= b2) & jnp.isfinite(qn)
-        # Newton from the left of a concave map overshoots far: bound the jump (it then returns monotonically).
-        return jnp.clip(jnp.where(ok, jnp.minimum(qn, 4 * jnp.maximum(q, f)), f), 0.0, _Q_CAP)
+        # Newton from the left of a concave map overshoots far: bound the jump (it then comes back).
+        cap = 4 * jnp.maximum(q, f)
+        q_next = jnp.where(ok, jnp.minimum(qn, cap), f)
+        if kernel.zero_is_fixed:
+            # σ_b² = 0: q = 0 is a root of g(q) = f - q. Newton on g/q instead removes it, so that a double
+            # root at 0 (critical, e.g. tanh at σ_w² = 1) converges fast. Used where g/q decreases; a step
+            # past 0 means no positive root to the left: shrink towards 0.
+            qs = jnp.maximum(q, _TINY)
+            slope = w2 * (m.var_slope * qs - m.var)  # (g/q)' · q²
+            deflate = (b2 == 0) & (slope < 0)
+            qd = qs - qs * (f - q) / jnp.where(deflate, slope, -1.0)
+            qd = jnp.where(qd > 0, qd, qs / 20)
+            q_next = jnp.where(deflate, jnp.minimum(qd, cap), q_next)
+        return jnp.clip(q_next, 0.0, _Q_CAP)
 
     q = jnp.clip(q0, 0.0, _Q_CAP)
-    for half, n_steps in _Q_STEPS:
-        q = lax.fori_loop(0, n_steps, lambda _, q, half=half: step(q, half), q)
+    for rule, n_steps in _Q_STEPS:
+        q = lax.fori_loop(0, n_steps, lambda _, q, rule=rule: step(q, rule), q)
     if kernel.zero_is_fixed:
         q = jnp.where((b2 == 0) & (q < _ZERO_SNAP), 0.0, q)
-    m = kernel.moments(q, _FINE_HALF)
+    m = kernel.moments(q, _FINE)
     diverged = (q >= _Q_CAP) | (w2 * m.var + b2 - q > 1e-4 * jnp.maximum(q, 1e-12))
     return jnp.where(diverged, jnp.inf, q), q, m
 
@@ -533,7 +547,7 @@ def xi_c(activation: ActivationLike, sigma_w2: Array, sigma_b2: Array, q0: Array
 @functools.partial(jax.jit, static_argnames=("activation",))
 def _maps(activation: ActivationLike, q: Array, c: Array, w2: Array, b2: Array) -> tuple[Array, Array]:
     kernel = gaussian_kernel(activation)
-    q_next = w2 * kernel.moments(q, _FINE_HALF).var + b2
+    q_next = w2 * kernel.moments(q, _FINE).var + b2
     return q_next, (w2 * kernel.correlation(q)(c)[0] + b2) / jnp.maximum(q, _TINY)
 
 
@@ -557,7 +571,7 @@ def _iterates(
 
     def layer(carry: tuple[Array, Array], _: None) -> tuple[tuple[Array, Array], tuple[Array, Array]]:
         q, c = carry
-        q_next = w2 * kernel.moments(q, _FINE_HALF).var + b2
+        q_next = w2 * kernel.moments(q, _FINE).var + b2
         if correlations:
             cov = kernel.correlation(q)(c)[0]
             c = jnp.clip((w2 * cov + b2) / jnp.maximum(q_next, _TINY), -1.0, 1.0)
@@ -614,7 +628,7 @@ def critical_line(activation: ActivationLike, q: Array) -> tuple[Array, Array]:
 
 @functools.partial(jax.jit, static_argnames=("activation",))
 def _moments(activation: ActivationLike, q: Array) -> Moments:
-    return gaussian_kernel(activation).moments(q, _FINE_HALF)
+    return gaussian_kernel(activation).moments(q, _FINE)
 
 
 _CRIT_GRID = np.concatenate([[0.0], np.geomspace(1e-8, 1e8, 160)])
@@ -629,11 +643,11 @@ def _boundary(activation: ActivationLike, b2: Array) -> Boundary:
         return Boundary(w2, b2, jnp.where(b2 == 0, 0.0, jnp.inf))
 
     def excess(q: Array) -> Array:  # σ_b² on the critical line at q*, minus the target
-        m = kernel.moments(q, _FINE_HALF)
+        m = kernel.moments(q, _FINE)
         return q - m.var / m.dvar - b2
 
     grid = jnp.asarray(_CRIT_GRID, b2.dtype)
-    m = kernel.moments(grid, _FINE_HALF)
+    m = kernel.moments(grid, _FINE)
     h = (grid - m.var / m.dvar).reshape((1,) * b2.ndim + grid.shape) - b2[..., None]
     crossing = (h[..., :-1] <= 0) & (h[..., 1:] > 0)
     found = jnp.any(crossing, axis=-1)
@@ -648,7 +662,7 @@ def _boundary(activation: ActivationLike, b2: Array) -> Boundary:
 
     lo, hi = lax.fori_loop(0, _BISECT_STEPS, bisect, (lo, hi))
     q = 0.5 * (lo + hi)
-    w2 = 1 / kernel.moments(q, _FINE_HALF).dvar
+    w2 = 1 / kernel.moments(q, _FINE).dvar
     return Boundary(jnp.where(found, w2, jnp.nan), b2, jnp.where(found, q, jnp.nan))
 
 
