@@ -27,4 +27,8 @@ bench: setup
 
 # regenerate the figures of every experiment at quick scale into figures/
 figures: setup
-    {{py}} -m sweep.figures_all --scale quick --out figures
+    {{venv}}/bin/sweep figures --scale quick --out figures
+
+# the papers' scale (meant for a GPU box)
+figures-full: setup
+    {{venv}}/bin/sweep figures --scale full --out figures/full

@@ -30,6 +30,10 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         metavar="SECTION.KEY=VALUE",
         help="override any field, lists and ranges included, e.g. --set 'model.depth=[10,20]'",
     )
+    parser.add_argument("--scale", default=None, help="apply the file's [scales] entry, e.g. quick or full")
+    parser.add_argument(
+        "--run", default=None, help="apply the file's [runs] entry (one of its related sweeps)"
+    )
     parser.add_argument("--force", action="store_true", help="overwrite results already in --out")
     parser.add_argument("--resume", action="store_true", help="finish an interrupted run in --out")
     parser.add_argument(
@@ -79,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="tanh MLP on MNIST-1D: a trainability phase diagram in minutes")
     demo.add_argument("--out", type=Path, default=Path("runs/demo"))
     _add_run_options(demo)
+    figures = commands.add_parser("figures", help="run every experiment file and collect its figures")
+    figures.add_argument("experiments", nargs="*", type=Path, help="default: experiments/*.toml")
+    figures.add_argument("--scale", default="quick", help="the files' [scales] entry: quick or full")
+    figures.add_argument("--out", type=Path, default=Path("figures"))
     theory = commands.add_parser("theory", help="mean-field theory: q*, c*, chi_1, depth scales")
     from sweep.theory_cli import add_theory_arguments
 
@@ -132,6 +140,8 @@ def _run(args: argparse.Namespace, experiment: Path | str) -> int:
         tuple(args.overrides),
         force=args.force,
         resume=args.resume,
+        scale=args.scale,
+        run=args.run,
         shard=shard,
         chunk_size=args.chunk_size,
         memory_budget_gb=args.memory_budget,
@@ -190,6 +200,13 @@ def main(argv: list[str] | None = None) -> int:
                 f"{args.directory}: {s.done}/{s.variants} variants done ({s.chunks_done}/{s.chunks} chunks), "
                 f"{s.missing} missing, {s.diverged} diverged"
             )
+            return 0
+        if args.command == "figures":
+            from sweep.gallery import regenerate
+
+            paths = args.experiments or sorted(Path("experiments").glob("*.toml"))
+            for png in regenerate(paths, args.scale, args.out):
+                print(f"figure: {png}")
             return 0
         if args.command == "theory":
             from sweep.theory_cli import run_theory

@@ -108,6 +108,8 @@ class Config:
         return dataclasses.asdict(self)
 
 
+OVERRIDE_TABLES = ("scales", "runs")  # named lists of --set strings, see experiment_from_dict
+
 SECTIONS: dict[str, type] = {
     "model": ModelConfig,
     "data": DataConfig,
@@ -325,15 +327,43 @@ def parse_override(text: str) -> tuple[str, Any]:
         raise ConfigError(f"--set {text!r}: cannot parse the value {value!r} as TOML") from None
 
 
+def named_overrides(raw: Mapping[str, Any], table: str, name: str | None, source: str) -> list[str]:
+    """The ``--set`` strings listed under ``[table] name = [...]`` (``scales`` or ``runs``); [] if no name."""
+    if name is None:
+        return []
+    options = raw.get(table, {})
+    if name not in options:
+        raise ConfigError(f"{source}: [{table}] has no entry {name!r}; it has {sorted(options)}")
+    entry = options[name]
+    if not isinstance(entry, list) or not all(isinstance(text, str) for text in entry):
+        raise ConfigError(f"{source}: {table}.{name}: expected a list of 'section.key=value' strings")
+    return entry
+
+
 def experiment_from_dict(
-    raw: Mapping[str, Any], source: str = "<config>", overrides: Iterable[str] = ()
+    raw: Mapping[str, Any],
+    source: str = "<config>",
+    overrides: Iterable[str] = (),
+    *,
+    scale: str | None = None,
+    run: str | None = None,
 ) -> Experiment:
-    """Validate a parsed TOML mapping plus ``--set`` overrides into an ``Experiment``."""
-    _check_sections(raw, source)
+    """Validate a parsed TOML mapping plus ``--set`` overrides into an ``Experiment``.
+
+    Besides the four sections, a file may name override lists: ``[scales]`` (e.g. ``quick``, ``full``)
+    and ``[runs]`` (several related sweeps in one file, e.g. one per activation). They apply in the order
+    scale, run, then the command line's ``--set``.
+    """
+    body_sections = {k: v for k, v in raw.items() if k not in OVERRIDE_TABLES}
+    _check_sections(body_sections, source)
     values: dict[str, tuple[str, Any]] = {}
-    for section, body in raw.items():
+    for section, body in body_sections.items():
         for key, value in body.items():
             values[f"{section}.{key}"] = (source, value)
+    named = named_overrides(raw, "scales", scale, source) + named_overrides(raw, "runs", run, source)
+    for text in named:
+        field, value = parse_override(text)
+        values[field] = (source, value)
     for text in overrides:
         field, value = parse_override(text)
         values[field] = ("--set", value)
@@ -364,13 +394,19 @@ def _check_jacobian_schedule(base: Config, axes: list[Axis], source: str) -> Non
                 )
 
 
-def load_experiment(path: str | Path, overrides: Iterable[str] = ()) -> Experiment:
-    """Read and validate an experiment TOML file (plus ``--set`` overrides)."""
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """Parse an experiment file (ConfigError if missing or not TOML)."""
     path = Path(path)
     try:
-        raw = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such experiment file") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: not valid TOML ({error})") from None
-    return experiment_from_dict(raw, str(path), overrides)
+
+
+def load_experiment(
+    path: str | Path, overrides: Iterable[str] = (), *, scale: str | None = None, run: str | None = None
+) -> Experiment:
+    """Read and validate an experiment TOML file (plus a named scale and run, and ``--set`` overrides)."""
+    return experiment_from_dict(read_toml(path), str(path), overrides, scale=scale, run=run)

@@ -46,15 +46,20 @@ class Timing:
         return self.variant_steps / self.run_seconds if self.run_seconds else 0.0
 
 
-def as_experiment(source: str | Path | Experiment | dict, overrides: tuple[str, ...] = ()) -> Experiment:
-    """An Experiment from a TOML path, a parsed mapping, or an Experiment (overrides applied)."""
+def as_experiment(
+    source: str | Path | Experiment | dict,
+    overrides: tuple[str, ...] = (),
+    scale: str | None = None,
+    run: str | None = None,
+) -> Experiment:
+    """An Experiment from a TOML path, a parsed mapping, or an Experiment (scale, run, overrides applied)."""
     if isinstance(source, Experiment):
-        if overrides:
+        if overrides or scale or run:
             raise ValueError("overrides apply to experiment files or mappings, not to an Experiment")
         return source
     if isinstance(source, dict):
-        return experiment_from_dict(source, "<config>", overrides)
-    return load_experiment(source, overrides)
+        return experiment_from_dict(source, "<config>", overrides, scale=scale, run=run)
+    return load_experiment(source, overrides, scale=scale, run=run)
 
 
 def check_output_dir(out: Path, force: bool, resume: bool, sharded: bool, experiment: Experiment) -> None:
@@ -83,6 +88,8 @@ def run(
     *,
     force: bool = False,
     resume: bool = False,
+    scale: str | None = None,
+    run: str | None = None,
     shard: tuple[int, int] = (0, 1),
     chunk_size: int | None = None,
     memory_budget_gb: float | None = None,
@@ -91,12 +98,13 @@ def run(
 ) -> xr.Dataset:
     """Train every variant of an experiment and return the results Dataset (see ``sweep.results``).
 
+    ``scale`` and ``run`` pick named override lists of the experiment file (``[scales]``, ``[runs]``).
     With ``out``, every finished chunk is saved under ``out/chunks`` and, once all chunks of the grid
     are there, ``out/results.nc``. ``shard=(i, n)`` trains only job i's share of the chunks (several
     jobs may share ``out``); the Dataset returned then holds every chunk found so far. ``resume``
     skips chunks already saved. ``log`` receives one-line messages once the inputs are valid.
     """
-    experiment = as_experiment(source, tuple(overrides))
+    experiment = as_experiment(source, tuple(overrides), scale, run)
     out_dir = Path(out) if out is not None else None
     sharded = shard[1] > 1
     if sharded and out_dir is None:

