@@ -205,7 +205,8 @@ def _next_basis_vector(x: jax.Array, basis: jax.Array) -> tuple[jax.Array, jax.A
     ok = norm > eps * before
     coverage = jnp.sum(basis * basis, axis=0)
     fresh = _orthogonalise(basis, (jnp.arange(x.shape[-1]) == jnp.argmin(coverage)).astype(x.dtype))
-    fresh = fresh / jnp.linalg.norm(fresh)
+    fresh_norm = jnp.linalg.norm(fresh)  # 0 only once the basis spans everything (then unused)
+    fresh = fresh / jnp.where(fresh_norm > 0, fresh_norm, jnp.ones_like(fresh_norm))
     unit = jnp.where(ok, x / jnp.where(ok, norm, jnp.ones_like(norm)), fresh)
     return unit, norm
 
@@ -221,10 +222,12 @@ def matrix_free_log10_singular_values(
     *,
     n_probes: int = 8,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Top and bottom ``log10`` singular values of ``J``, matrix-free: ``(top [k], bottom [k], mean_sq)``.
+    """Top and bottom ``log10`` singular values of ``J``, matrix-free: ``(top, bottom, log10_mean_sq)``.
 
-    ``top`` holds the ``k`` largest Ritz values, descending; ``bottom`` the ``k`` smallest, also descending
-    (``bottom[-1]`` is the smallest), so ``concatenate([top, bottom])`` runs down the spectrum's two ends.
+    ``top`` (``[k]``) holds the ``k`` largest Ritz values, descending; ``bottom`` (``[k]``) the ``k``
+    smallest, also descending (``bottom[-1]`` is the smallest), so ``concatenate([top, bottom])`` runs down
+    the spectrum's two ends. By interlacing, ``top`` are lower bounds and ``bottom`` upper bounds of the
+    corresponding singular values of ``J`` (up to round-off).
     ``log10_mean_sq`` estimates ``log10(tr(JᵀJ)/N)`` (see below). ``k ≤ n_iter ≤ N`` and ``n_probes`` are
     static Python ints; ``key`` draws the probes and the Lanczos start.
 

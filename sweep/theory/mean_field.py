@@ -37,9 +37,11 @@ hard_tanh (normal CDF/PDF; its 2-D expectations by Price's theorem reduce to one
   ~1e-8 (C) / 2e-6 (E[φ'φ']) at q = 10 and c ≈ 0.99, ~1e-10 for c ≤ 0.9. ``gauss_hermite_2d`` is an
   independent (slower) check.
 - Fixed points use a fixed number of safeguarded Newton steps (``lax.fori_loop``): q* by Newton on the
-  length map (a plain map step where Newton would step the wrong way), a coarse rule first and a fine
-  one to polish; c* by Newton from c = 0, which increases monotonically to the stable root because C is convex in c.
-  Gradients flow through the iterations (at convergence they equal the implicit-function derivative).
+  length map (a plain map step where Newton would step the wrong way; with σ_b² = 0 on q ↦ g(q)/q, which
+  removes the root q = 0), a coarse rule first and a fine one to polish; c* by Newton from c = 0, which
+  increases monotonically to the stable root because C is convex in c.
+  The solvers are not differentiated: derivatives of q*, c* (and of everything computed from them) come
+  from the implicit-function theorem (``jax.custom_jvp``), so forward and reverse mode are exact and cheap.
 """
 
 from __future__ import annotations
@@ -61,7 +63,15 @@ from sweep.activations import ACTIVATIONS
 Array = jax.Array
 ActivationLike = str | Callable[[Array], Array]
 
-_TINY = 1e-30  # floor for q and c before square roots / logs (finite in float32 too)
+_Q_LARGE = 1e12  # where q* = inf, χ₁ is reported at this q (its large-q limit)
+
+
+def _floor(x: Array) -> Array:
+    """max(x, tiny) with tiny = (smallest normal)^0.4 of the dtype (1e-123 / 5e-16): squares and
+    reciprocals of the result stay finite, so derivatives near q = 0 or c = 0 are finite too."""
+    return jnp.maximum(x, float(jnp.finfo(x.dtype).tiny) ** 0.4)
+
+
 _Q_CAP = 1e30  # iterates of a diverging length map stop here; reported as q* = inf
 Rule = tuple[int, float]  # (Gauss–Legendre nodes per half-line, half-width L of the rule in units of √q)
 _FINE: Rule = (48, 10.0)  # ≲1e-12 relative for tanh/gelu/relu at 1e-6 ≤ q ≤ 1e4
@@ -173,7 +183,7 @@ def _sinh_means(
     taus = jnp.asarray(tau.reshape(-1, block), q.dtype)
     ws = jnp.asarray(w.reshape(-1, block), q.dtype)
     lift = (1,) * q.ndim + (block,)
-    qs = jnp.maximum(q, _TINY)[..., None]
+    qs = _floor(q)[..., None]
     t_max = jnp.arcsinh(width * jnp.sqrt(qs))
 
     def body(j: Array, acc: tuple[Array, ...]) -> tuple[Array, ...]:
@@ -247,7 +257,7 @@ def _relu_kernel() -> GaussianKernel:
 
     def correlation(q: Array, m: Moments | None = None) -> CorrelationFn:
         def fn(c: Array) -> tuple[Array, Array]:
-            s = jnp.sqrt(jnp.maximum(1 - c * c, _TINY))
+            s = jnp.sqrt(_floor(1 - c * c))
             theta = jnp.arctan2(s, c)  # arccos c with a finite derivative at c = 1
             cov = q / (2 * math.pi) * (s + (math.pi - theta) * c)
             return cov, (math.pi - theta) / (2 * math.pi)
@@ -274,7 +284,7 @@ def _hard_tanh_kernel() -> GaussianKernel:
     densities at (±1, ±1); with c = sin t the resulting integral over t is smooth (Gauss–Legendre)."""
 
     def moments(q: Array, rule: Rule = _FINE) -> Moments:
-        qs = jnp.maximum(q, _TINY)
+        qs = _floor(q)
         a = 1 / jnp.sqrt(qs)
         pdf = jnp.exp(-0.5 * a * a) / math.sqrt(2 * math.pi)
         dvar = jax.scipy.special.erf(a / math.sqrt(2))
@@ -282,7 +292,7 @@ def _hard_tanh_kernel() -> GaussianKernel:
         return Moments(var=var, var_slope=dvar - 2 * a * pdf, dvar=dvar)
 
     def correlation(q: Array, m: Moments | None = None) -> CorrelationFn:
-        qs = jnp.maximum(q, _TINY)
+        qs = _floor(q)
         d0 = jax.scipy.special.erf(1 / jnp.sqrt(2 * qs)) ** 2  # E[φ'(u₁)φ'(u₂)] at c = 0
         x, w = leggauss(_HT_NODES)
 
@@ -292,7 +302,7 @@ def _hard_tanh_kernel() -> GaussianKernel:
             wt = theta * _const(w / 2, c.ndim, c.dtype)
             s = jnp.sin(t)
             qn = qs[..., None]
-            g = (jnp.exp(-1 / (qn * (1 + s))) - jnp.exp(-1 / (qn * jnp.maximum(1 - s, _TINY)))) / math.pi
+            g = (jnp.exp(-1 / (qn * (1 + s))) - jnp.exp(-1 / (qn * _floor(1 - s)))) / math.pi
             dcov = d0 + jnp.sum(wt * g, axis=-1)
             cov = qs * (c * d0 + jnp.sum(wt * (c[..., None] - s) * g, axis=-1))
             return cov, dcov
@@ -353,11 +363,11 @@ def _generic_kernel(name: str, phi: Callable[[Array], Array]) -> GaussianKernel:
         t1 = q * m.dvar - jnp.sum(d_even, -1) - jnp.sum(d_odd, -1)
         pos = t0 > 0
         p = jnp.clip(jnp.where(pos, t1 / jnp.where(pos, t0, 1.0), _MEHLER_K), _MEHLER_K, 1e6)
-        qs = jnp.maximum(q, _TINY)
+        qs = _floor(q)
 
         def fn(c: Array) -> tuple[Array, Array]:
             c2 = c * c
-            tail = t0 * jnp.maximum(c, _TINY) ** (p - 1)
+            tail = t0 * _floor(c) ** (p - 1)
             cov = _horner(even, c2) + c * _horner(odd, c2) + c * tail
             dcov = (c * _horner(d_even, c2) + _horner(d_odd, c2) + p * tail) / qs  # Price: ∂C/∂c = q E[φ'φ']
             return cov, dcov
@@ -405,8 +415,43 @@ class MeanField(NamedTuple):
     xi_c: Array
 
 
-def _q_fixed_point(kernel: GaussianKernel, w2: Array, b2: Array, q0: Array) -> tuple[Array, Array, Moments]:
-    """(q*, last finite iterate, moments there): Newton on q = σ_w² V(q) + σ_b², map-step fallback."""
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1, 2))
+def _implicit(
+    solve: Callable[[tuple], tuple[Array, object]],
+    fmap: Callable[[Array, tuple], Array],
+    aux: Callable[[Array, tuple], object],
+    theta: tuple,
+) -> tuple[Array, object]:
+    """(x*, aux(x*, θ)) = solve(θ) for an elementwise fixed point x* = fmap(x*, θ).
+
+    The solver is never differentiated: the tangent is the implicit-function theorem's
+    ẋ = (∂_θ fmap · θ̇) / (1 - ∂_x fmap), set to 0 where x* is not finite or not stable (slope ≥ 1).
+    """
+    return solve(theta)
+
+
+@_implicit.defjvp
+def _implicit_jvp(
+    solve: Callable[[tuple], tuple[Array, object]],
+    fmap: Callable[[Array, tuple], Array],
+    aux: Callable[[Array, tuple], object],
+    primals: tuple,
+    tangents: tuple,
+) -> tuple[tuple[Array, object], tuple[Array, object]]:
+    (theta,), (theta_dot,) = primals, tangents
+    x, extra = solve(theta)
+    finite = jnp.isfinite(x)
+    xs = jnp.where(finite, x, 1.0)  # keeps every coefficient below finite
+    _, f_theta = jax.jvp(lambda th: fmap(xs, th), (theta,), (theta_dot,))
+    _, f_x = jax.jvp(lambda y: fmap(y, theta), (xs,), (jnp.ones_like(xs),))
+    ok = finite & (f_x < 1)
+    x_dot = jnp.where(ok, f_theta / jnp.where(ok, 1 - f_x, 1.0), 0.0)
+    _, extra_dot = jax.jvp(aux, (x, theta), (x_dot, theta_dot))
+    return (x, extra), (x_dot, extra_dot)
+
+
+def _q_fixed_point(kernel: GaussianKernel, w2: Array, b2: Array, q0: Array) -> tuple[Array, Moments]:
+    """(q*, moments at q* or, where q* = inf, at the last iterate): Newton on q = σ_w² V(q) + σ_b²."""
 
     def step(q: Array, rule: Rule) -> Array:
         m = kernel.moments(q, rule)
@@ -422,7 +467,7 @@ def _q_fixed_point(kernel: GaussianKernel, w2: Array, b2: Array, q0: Array) -> t
             # σ_b² = 0: q = 0 is a root of g(q) = f - q. Newton on g/q instead removes it, so that a double
             # root at 0 (critical, e.g. tanh at σ_w² = 1) converges fast. Used where g/q decreases; a step
             # past 0 means no positive root to the left: shrink towards 0.
-            qs = jnp.maximum(q, _TINY)
+            qs = _floor(q)
             slope = w2 * (m.var_slope * qs - m.var)  # (g/q)' · q²
             deflate = (b2 == 0) & (slope < 0)
             qd = qs - qs * (f - q) / jnp.where(deflate, slope, -1.0)
@@ -436,13 +481,13 @@ def _q_fixed_point(kernel: GaussianKernel, w2: Array, b2: Array, q0: Array) -> t
     if kernel.zero_is_fixed:
         q = jnp.where((b2 == 0) & (q < _ZERO_SNAP), 0.0, q)
     m = kernel.moments(q, _FINE)
-    diverged = (q >= _Q_CAP) | (w2 * m.var + b2 - q > 1e-4 * jnp.maximum(q, 1e-12))
-    return jnp.where(diverged, jnp.inf, q), q, m
+    diverged = (q >= _Q_CAP) | ((q > 0) & (w2 * m.var + b2 - q > 1e-4 * q))
+    return jnp.where(diverged, jnp.inf, q), m
 
 
 def _c_fixed_point(corr: CorrelationFn, w2: Array, b2: Array, q: Array) -> Array:
     """Stable root of c = (σ_w² C(c) + σ_b²)/q in [0, 1] by Newton from c = 0 (C is convex in c)."""
-    qs = jnp.maximum(q, _TINY)
+    qs = _floor(q)
 
     def step(_: int, c: Array) -> Array:
         cov, dcov = corr(c)
@@ -460,18 +505,42 @@ def _solve(
     activation: ActivationLike, w2: Array, b2: Array, q0: Array, *, with_correlations: bool
 ) -> MeanField:
     kernel = gaussian_kernel(activation)
-    q_star, q, m = _q_fixed_point(kernel, w2, b2, q0)
+
+    def q_map(q: Array, theta: tuple) -> Array:
+        return theta[0] * kernel.moments(q, _FINE).var + theta[1]
+
+    def q_aux(q: Array, theta: tuple) -> Moments:
+        return kernel.moments(jnp.where(jnp.isfinite(q), q, _Q_LARGE), _FINE)
+
+    q_star, m = _implicit(lambda th: _q_fixed_point(kernel, *th), q_map, q_aux, (w2, b2, q0))
     finite = jnp.isfinite(q_star)
     chi_1 = w2 * m.dvar
     xi_q = jnp.where(finite, depth_scale(w2 * m.var_slope), jnp.inf)
     if not with_correlations:
-        nan = jnp.full_like(q, jnp.nan)
+        nan = jnp.full_like(q_star, jnp.nan)
         return MeanField(q_star, nan, chi_1, nan, xi_q, nan)
-    corr = kernel.correlation(q, m)
+
+    # Ordered points (c* = 1 by convention) solve at q = 1 instead: discarded, but kept finite for gradients.
     ordered = (chi_1 <= 1) | ~finite
-    c = _c_fixed_point(corr, w2, b2, q)
+    q = _floor(jnp.where(ordered, 1.0, q_star))
+
+    def c_map(c: Array, theta: tuple) -> Array:
+        qq, ww, bb, mm = theta
+        return (ww * kernel.correlation(qq, mm)(c)[0] + bb) / qq
+
+    def c_aux(c: Array, theta: tuple) -> Array:
+        qq, ww, _, mm = theta
+        return ww * kernel.correlation(qq, mm)(c)[1]
+
+    def c_solve(theta: tuple) -> tuple[Array, Array]:
+        qq, ww, bb, mm = theta
+        corr = kernel.correlation(qq, mm)
+        c = _c_fixed_point(corr, ww, bb, qq)
+        return c, ww * corr(c)[1]
+
+    c, chi_c = _implicit(c_solve, c_map, c_aux, (q, w2, b2, m))
     c_star = jnp.where(ordered, 1.0, c)
-    chi_c = jnp.where(ordered, chi_1, w2 * corr(jnp.where(ordered, 0.5, c))[1])
+    chi_c = jnp.where(ordered, chi_1, chi_c)
     xi_c = jnp.where(finite, depth_scale(chi_c), jnp.inf)
     return MeanField(q_star, c_star, chi_1, chi_c, xi_q, xi_c)
 
@@ -548,7 +617,7 @@ def xi_c(activation: ActivationLike, sigma_w2: Array, sigma_b2: Array, q0: Array
 def _maps(activation: ActivationLike, q: Array, c: Array, w2: Array, b2: Array) -> tuple[Array, Array]:
     kernel = gaussian_kernel(activation)
     q_next = w2 * kernel.moments(q, _FINE).var + b2
-    return q_next, (w2 * kernel.correlation(q)(c)[0] + b2) / jnp.maximum(q, _TINY)
+    return q_next, (w2 * kernel.correlation(q)(c)[0] + b2) / _floor(q)
 
 
 def length_map(activation: ActivationLike, q: Array, sigma_w2: Array, sigma_b2: Array) -> Array:
@@ -574,7 +643,7 @@ def _iterates(
         q_next = w2 * kernel.moments(q, _FINE).var + b2
         if correlations:
             cov = kernel.correlation(q)(c)[0]
-            c = jnp.clip((w2 * cov + b2) / jnp.maximum(q_next, _TINY), -1.0, 1.0)
+            c = jnp.clip((w2 * cov + b2) / _floor(q_next), -1.0, 1.0)
         return (q_next, c), (q_next, c)
 
     qs, cs = lax.scan(layer, (q0, c0), None, length=n_layers)[1]

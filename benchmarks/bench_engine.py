@@ -1,0 +1,431 @@
+"""The vmapped engine against the script a user would otherwise write, and against the matmul roofline.
+
+For each case (the same problem everywhere: tanh MLP, Gaussian-mixture data, SGD, sigma_w2 x seed
+variants), in the same run:
+
+- **engine**: ``sweep.engine.run`` on the experiment, in a fresh process, timed whole (interpreter start,
+  imports, data, compile, training, results); the engine's own ``compile_seconds``/``run_seconds``
+  (``Dataset.attrs``) are reported too.
+- **pytorch loop**: the sequential script, one ``nn.Sequential`` per variant with the same init
+  (``W ~ N(0, sigma_w2/fan_in)``, ``b ~ N(0, sigma_b2)``), SGD, same batch and steps, cross-entropy,
+  measured (loss, accuracies, gradient norms) at step 0 and at the end like the engine; a fresh process,
+  timed whole, ``torch.set_num_threads(cores)``.
+- **roofline**: the best batched-matmul throughput at the training shape ``[V, B, N] x [V, N, N]``: the
+  faster of XLA's batched dot (``jax.jit`` of ``einsum`` and of ``lax.dot_general``) and ``torch.bmm``.
+
+Printed ratios: engine speed-up over the PyTorch loop (whole process; targets 6x small, 1.5x medium) and
+the engine's steady-state training FLOP rate (model FLOPs ``6 B sum(fan_in fan_out)`` per variant-step,
+over ``run_seconds``, which excludes compile) as a fraction of the roofline (target 0.6).
+
+    python benchmarks/bench_engine.py [--case small|medium|all] [--repeats 1] [--torch-variants K]
+
+PyTorch is a benchmark extra (``pip install -e '.[bench]'``; the CPU wheel is enough). The machine may be
+shared: ``--repeats`` runs engine and PyTorch alternately and keeps each one's best time. The PyTorch loop
+is sequential, so ``--torch-variants K`` times K variants and extrapolates (start-up + V/K x loop), marked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+MARK = "@@BENCH@@ "  # a worker's result line on stdout
+
+
+@dataclass(frozen=True)
+class Case:
+    width: int
+    depth: int  # hidden layers L: L+1 weight matrices (input, L-1 hidden, readout)
+    batch: int
+    n_sigma: int
+    n_seeds: int
+    steps: int
+    input_dim: int = 40
+    n_classes: int = 10
+    n_train: int = 4096
+    n_test: int = 512
+    n_eval: int = 256
+    learning_rate: float = 0.01
+    sigma_b2: float = 0.05
+    sigma_w2_range: tuple[float, float] = (0.5, 4.0)
+    speedup_target: float = 1.0
+
+    @property
+    def n_variants(self) -> int:
+        return self.n_sigma * self.n_seeds
+
+    def sigma_w2(self) -> list[float]:
+        lo, hi = self.sigma_w2_range
+        return [lo + (hi - lo) * i / (self.n_sigma - 1) for i in range(self.n_sigma)]
+
+    def variants(self) -> list[tuple[float, int]]:
+        """(sigma_w2, seed) in the engine's grid order: sigma_w2 slowest."""
+        return [(s, seed) for s in self.sigma_w2() for seed in range(self.n_seeds)]
+
+    def layer_dims(self) -> list[tuple[int, int]]:
+        dims = [self.input_dim] + [self.width] * self.depth + [self.n_classes]
+        return list(zip(dims[:-1], dims[1:], strict=True))
+
+    def flops_per_variant_step(self) -> int:
+        """Forward + backward matmul FLOPs: 2 (forward) + 4 (two backward products) per multiply-add."""
+        return 6 * self.batch * sum(fan_in * fan_out for fan_in, fan_out in self.layer_dims())
+
+    def total_flops(self) -> int:
+        return self.flops_per_variant_step() * self.n_variants * self.steps
+
+    def experiment(self) -> dict:
+        """The engine's experiment mapping (what ``sweep run`` reads from TOML)."""
+        return {
+            "model": {
+                "activation": "tanh",
+                "width": self.width,
+                "depth": self.depth,
+                "sigma_w2": self.sigma_w2(),
+                "sigma_b2": self.sigma_b2,
+            },
+            "data": {
+                "name": "gaussian_mixture",
+                "n_train": self.n_train,
+                "n_test": self.n_test,
+                "input_dim": self.input_dim,
+                "n_classes": self.n_classes,
+            },
+            "train": {
+                "optimizer": "sgd",
+                "learning_rate": self.learning_rate,
+                "steps": self.steps,
+                "batch_size": self.batch,
+                "seed": list(range(self.n_seeds)),
+            },
+            "measure": {"every": self.steps, "n_eval": self.n_eval},
+        }
+
+
+CASES = {
+    "small": Case(width=32, depth=20, batch=32, n_sigma=16, n_seeds=8, steps=300, speedup_target=6.0),
+    "medium": Case(width=128, depth=20, batch=128, n_sigma=8, n_seeds=4, steps=200, speedup_target=1.5),
+}
+ROOFLINE_TARGET = 0.6
+
+
+def cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def emit(result: dict) -> None:
+    print(MARK + json.dumps(result), flush=True)
+
+
+# ------------------------------------------------------------------------------------- workers
+def engine_worker(case: Case) -> None:
+    """What ``sweep run`` does for the experiment, in this (fresh) process."""
+    start = time.perf_counter()
+    import numpy as np
+
+    from sweep.engine import run
+
+    imported = time.perf_counter()
+    ds = run(case.experiment())
+    done = time.perf_counter()
+    final = ds["train_loss"].isel(step=-1).values
+    emit(
+        {
+            "import_seconds": imported - start,
+            "run_call_seconds": done - imported,
+            "compile_seconds": float(ds.attrs["compile_seconds"]),
+            "run_seconds": float(ds.attrs["run_seconds"]),
+            "final_train_loss": float(np.nanmean(final)),
+            "diverged": int(ds["diverged"].values.sum()),
+        }
+    )
+
+
+def gaussian_mixture(case: Case):
+    """The engine's ``gaussian_mixture`` data (same generator, seed and standardisation) in plain NumPy."""
+    import numpy as np
+
+    n = case.n_train + case.n_test
+    rng = np.random.default_rng(20170101)
+    means = rng.normal(0.0, np.sqrt(0.5), size=(case.n_classes, case.input_dim))
+    y = rng.integers(0, case.n_classes, size=n)
+    x = (means[y] + rng.normal(size=(n, case.input_dim))).astype(np.float32)
+    train = x[: case.n_train].astype(np.float64)
+    mean, std = train.mean(), train.std()
+    x = ((x - np.float32(mean)) * np.float32(1.0 / std)).astype(np.float32)
+    y = y.astype(np.int64)
+    return x[: case.n_train], y[: case.n_train], x[case.n_train :], y[case.n_train :]
+
+
+def torch_worker(case: Case, threads: int, n_variants: int) -> None:
+    """The sequential PyTorch script: one network after another."""
+    start = time.perf_counter()
+    import numpy as np
+    import torch
+    from torch import nn
+    from torch.nn import functional as F
+
+    torch.set_num_threads(threads)
+    x_train, y_train, x_test, y_test = (torch.from_numpy(a) for a in gaussian_mixture(case))
+    x_eval, y_eval = x_train[: case.n_eval], y_train[: case.n_eval]
+
+    def network(sigma_w2: float) -> nn.Sequential:
+        layers: list[nn.Module] = []
+        for i, (fan_in, fan_out) in enumerate(case.layer_dims()):
+            linear = nn.Linear(fan_in, fan_out)
+            with torch.no_grad():
+                linear.weight.normal_(0.0, math.sqrt(sigma_w2 / fan_in))
+                linear.bias.normal_(0.0, math.sqrt(case.sigma_b2))
+            layers.append(linear)
+            if i < case.depth:
+                layers.append(nn.Tanh())
+        return nn.Sequential(*layers)
+
+    def measure(model: nn.Sequential) -> float:
+        """Loss and accuracy on the measurement subset, per-layer gradient norms, test accuracy."""
+        model.zero_grad(set_to_none=True)
+        logits = model(x_eval)
+        loss = F.cross_entropy(logits, y_eval)
+        loss.backward()
+        _ = [m.weight.grad.norm().item() for m in model if isinstance(m, nn.Linear)]
+        _ = (logits.argmax(-1) == y_eval).float().mean().item()
+        with torch.no_grad():
+            _ = (model(x_test).argmax(-1) == y_test).float().mean().item()
+        model.zero_grad(set_to_none=True)
+        return loss.item()
+
+    setup = time.perf_counter()
+    final_losses, diverged = [], 0
+    for sigma_w2, seed in case.variants()[:n_variants]:
+        torch.manual_seed(seed)
+        model = network(sigma_w2)
+        optimizer = torch.optim.SGD(model.parameters(), lr=case.learning_rate)
+        batches = torch.Generator().manual_seed(seed)
+        measure(model)
+        for _ in range(case.steps):
+            rows = torch.randint(0, case.n_train, (case.batch,), generator=batches)
+            loss = F.cross_entropy(model(x_train[rows]), y_train[rows])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        final = measure(model)
+        diverged += not math.isfinite(final)
+        final_losses.append(final)
+    done = time.perf_counter()
+    emit(
+        {
+            "setup_seconds": setup - start,
+            "loop_seconds": done - setup,
+            "variants_timed": n_variants,
+            "final_train_loss": float(np.nanmean(final_losses)),
+            "diverged": diverged,
+            "threads": threads,
+        }
+    )
+
+
+def best_rate(fn, flops: float, seconds: float = 0.25, blocks: int = 7) -> float:
+    """Best GFLOP/s over ``blocks`` timed blocks of repeated ``fn()`` calls (each about ``seconds``)."""
+    fn()
+    start, calls = time.perf_counter(), 0
+    while time.perf_counter() - start < 0.05 or calls < 3:
+        fn()
+        calls += 1
+    reps = max(3, round(calls * seconds / (time.perf_counter() - start)))
+    best = math.inf
+    for _ in range(blocks):
+        start = time.perf_counter()
+        for _ in range(reps):
+            fn()
+        best = min(best, (time.perf_counter() - start) / reps)
+    return flops / best / 1e9
+
+
+def roofline_xla_worker(case: Case) -> None:
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    v, b, n = case.n_variants, case.batch, case.width
+    a = jax.random.normal(jax.random.key(0), (v, b, n))
+    w = jax.random.normal(jax.random.key(1), (v, n, n)) / np.sqrt(n)
+    einsum = jax.jit(lambda a, w: jnp.einsum("vbi,vij->vbj", a, w))
+    dot_general = jax.jit(lambda a, w: jax.lax.dot_general(a, w, (((2,), (1,)), ((0,), (0,)))))
+    flops = 2.0 * v * b * n * n
+    rates = {
+        name: best_rate(lambda f=f: f(a, w).block_until_ready(), flops)
+        for name, f in (("einsum", einsum), ("dot_general", dot_general))
+    }
+    emit({"gflops": max(rates.values()), "detail": rates, "xla_flags": os.environ.get("XLA_FLAGS", "")})
+
+
+def roofline_torch_worker(case: Case, threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    v, b, n = case.n_variants, case.batch, case.width
+    a, w, out = torch.randn(v, b, n), torch.randn(v, n, n), torch.empty(v, b, n)
+    emit({"gflops": best_rate(lambda: torch.bmm(a, w, out=out), 2.0 * v * b * n * n), "threads": threads})
+
+
+def worker(args: argparse.Namespace) -> None:
+    case = CASES[args.case]
+    if args.worker == "engine":
+        engine_worker(case)
+    elif args.worker == "torch":
+        torch_worker(case, args.threads, args.torch_variants or case.n_variants)
+    elif args.worker == "roofline-xla":
+        roofline_xla_worker(case)
+    elif args.worker == "roofline-torch":
+        roofline_torch_worker(case, args.threads)
+
+
+# ------------------------------------------------------------------------------------- driver
+def spawn(kind: str, case_name: str, threads: int, torch_variants: int | None = None) -> dict:
+    """Run one worker in a fresh interpreter; its result plus the whole process's wall-clock seconds."""
+    command = [sys.executable, str(Path(__file__).resolve()), "--worker", kind, "--case", case_name]
+    command += ["--threads", str(threads)]
+    if torch_variants:
+        command += ["--torch-variants", str(torch_variants)]
+    start = time.perf_counter()
+    proc = subprocess.run(command, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - start
+    lines = [line for line in proc.stdout.splitlines() if line.startswith(MARK)]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"{kind} worker failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return json.loads(lines[-1][len(MARK) :]) | {"process_seconds": wall}
+
+
+def has_torch() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None
+
+
+def bench_case(name: str, repeats: int, threads: int, torch_variants: int | None) -> dict:
+    case = CASES[name]
+    print(
+        f"\n== {name}: width {case.width}, depth {case.depth}, batch {case.batch}, {case.n_variants} variants "
+        f"({case.n_sigma} sigma_w2 x {case.n_seeds} seeds), {case.steps} steps; "
+        f"{case.flops_per_variant_step() / 1e6:.2f} MFLOP per variant-step, "
+        f"{case.total_flops() / 1e9:.0f} GFLOP in all",
+        flush=True,
+    )
+    torch_ok = has_torch()
+    if not torch_ok:
+        print("   (PyTorch not installed: pip install -e '.[bench]'; PyTorch rows skipped)")
+    if torch_variants is not None:
+        torch_variants = min(torch_variants, case.n_variants)
+    rows: dict = {"case": asdict(case), "engine": [], "torch": []}
+    rows["roofline_xla"] = spawn("roofline-xla", name, threads)
+    if torch_ok:
+        rows["roofline_torch"] = spawn("roofline-torch", name, threads)
+    for _ in range(repeats):
+        rows["engine"].append(spawn("engine", name, threads))
+        print(f"   engine run: {rows['engine'][-1]['process_seconds']:.1f} s", flush=True)
+        if torch_ok:
+            rows["torch"].append(spawn("torch", name, threads, torch_variants))
+            print(f"   pytorch run: {rows['torch'][-1]['process_seconds']:.1f} s", flush=True)
+    return summarise(name, case, rows)
+
+
+def summarise(name: str, case: Case, rows: dict) -> dict:
+    engine = min(rows["engine"], key=lambda r: r["process_seconds"])
+    steady = case.total_flops() / engine["run_seconds"] / 1e9
+    xla = rows["roofline_xla"]["gflops"]
+    bmm = rows.get("roofline_torch", {}).get("gflops", 0.0)
+    roofline = max(xla, bmm)
+    summary = {
+        "case": name,
+        "engine_seconds": engine["process_seconds"],
+        "engine_compile_seconds": engine["compile_seconds"],
+        "engine_run_seconds": engine["run_seconds"],
+        "engine_steady_gflops": steady,
+        "roofline_xla_gflops": xla,
+        "roofline_torch_bmm_gflops": bmm,
+        "roofline_gflops": roofline,
+        "roofline_fraction": steady / roofline,
+        "engine_runs": [r["process_seconds"] for r in rows["engine"]],
+    }
+    print(f"   {'':32s}{'whole process':>15s}   detail")
+    print(
+        f"   {'engine (sweep.engine.run)':32s}{engine['process_seconds']:13.1f} s   "
+        f"imports {engine['import_seconds']:.1f} s, compile {engine['compile_seconds']:.1f} s, "
+        f"run {engine['run_seconds']:.1f} s ({steady:.1f} GFLOP/s); final loss "
+        f"{engine['final_train_loss']:.3f}, diverged {engine['diverged']}"
+    )
+    if rows["torch"]:
+        t = min(rows["torch"], key=lambda r: r["process_seconds"])
+        scale = case.n_variants / t["variants_timed"]
+        seconds = t["process_seconds"] + t["loop_seconds"] * (scale - 1)
+        note = f" (extrapolated from {t['variants_timed']} variants)" if scale > 1 else ""
+        torch_rate = case.total_flops() / (t["loop_seconds"] * scale) / 1e9
+        print(
+            f"   {'pytorch loop (' + str(t['threads']) + ' threads)':32s}{seconds:13.1f} s   "
+            f"start-up+data {t['setup_seconds']:.1f} s, loop {t['loop_seconds'] * scale:.1f} s "
+            f"({torch_rate:.1f} GFLOP/s){note}; final loss {t['final_train_loss']:.3f}, "
+            f"diverged {t['diverged']}"
+        )
+        summary |= {
+            "torch_seconds": seconds,
+            "torch_extrapolated": scale > 1,
+            "torch_gflops": torch_rate,
+            "speedup": seconds / engine["process_seconds"],
+            "torch_runs": [r["process_seconds"] for r in rows["torch"]],
+        }
+    detail = ", ".join(f"{k} {v:.1f}" for k, v in rows["roofline_xla"]["detail"].items())
+    print(
+        f"   roofline [{case.n_variants},{case.batch},{case.width}]x[{case.n_variants},{case.width},"
+        f"{case.width}]: XLA batched dot {xla:.1f} GFLOP/s ({detail}); torch.bmm {bmm:.1f} GFLOP/s "
+        f"-> {roofline:.1f} GFLOP/s"
+    )
+    if "speedup" in summary:
+        verdict = "ok" if summary["speedup"] >= case.speedup_target else "MISSED"
+        print(
+            f"   ratio engine speed-up over pytorch loop (whole process): {summary['speedup']:.2f}x "
+            f"(target >= {case.speedup_target}x: {verdict})"
+        )
+    verdict = "ok" if summary["roofline_fraction"] >= ROOFLINE_TARGET else "MISSED"
+    print(
+        f"   ratio engine steady-state FLOP rate / roofline: {summary['roofline_fraction']:.2f} "
+        f"(target >= {ROOFLINE_TARGET}: {verdict})",
+        flush=True,
+    )
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--case", choices=[*CASES, "all"], default="all")
+    parser.add_argument("--repeats", type=int, default=1, help="engine/PyTorch runs per case (best kept)")
+    parser.add_argument("--threads", type=int, default=cores(), help="PyTorch threads (default: cores)")
+    parser.add_argument("--torch-variants", type=int, default=None, help="time K variants, extrapolate")
+    parser.add_argument("--json", type=Path, default=None, help="also write the summaries here")
+    parser.add_argument("--worker", choices=["engine", "torch", "roofline-xla", "roofline-torch"])
+    args = parser.parse_args()
+    if args.worker:
+        worker(args)
+        return
+    import platform
+
+    print(
+        f"{platform.processor() or platform.machine()}, {cores()} cores, python {platform.python_version()}, "
+        f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}, load average {os.getloadavg()[0]:.1f}"
+    )
+    names = list(CASES) if args.case == "all" else [args.case]
+    summaries = [bench_case(name, args.repeats, args.threads, args.torch_variants) for name in names]
+    if args.json:
+        args.json.write_text(json.dumps(summaries, indent=2))
+
+
+if __name__ == "__main__":
+    main()

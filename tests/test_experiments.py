@@ -1,0 +1,50 @@
+"""Every experiment file runs at a tiny scale (each of its [runs]) and draws its figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+import pytest
+
+from plots.figures import draw_all
+from sweep import engine
+from sweep.config import load_experiment
+from sweep.gallery import experiment_runs
+
+EXPERIMENTS = sorted((Path(__file__).parent.parent / "experiments").glob("*.toml"))
+CASES = [(path, run) for path in EXPERIMENTS for run in experiment_runs(path)]
+
+
+def tiny_overrides(path: Path, run: str | None) -> list[str]:
+    """Shrink an experiment to seconds while keeping which fields it sweeps (so its figures apply)."""
+    experiment = load_experiment(path, scale="quick", run=run)
+    swept = {axis.field for axis in experiment.axes}
+    steps = 4 if experiment.base.train.steps or "train.steps" in swept else 0
+    return [
+        "model.width=8",
+        "model.depth=[2, 3]" if "model.depth" in swept else "model.depth=3",
+        f"train.steps={steps}",
+        "train.batch_size=8",
+        "data.n_train=64",
+        "data.n_test=16",
+        "measure.every=2",
+        "measure.n_eval=16",
+        "measure.jacobian_every=0",
+    ]
+
+
+def test_every_experiment_file_is_headed_by_a_comment():
+    for path in EXPERIMENTS:
+        head = path.read_text().splitlines()[:6]
+        assert head and all(line.startswith("#") for line in head[:3]), path
+        assert "sweep run" in path.read_text(), path
+
+
+@pytest.mark.parametrize(("path", "run"), CASES, ids=[f"{p.stem}-{r}" if r else p.stem for p, r in CASES])
+def test_experiment_runs_at_tiny_scale(tmp_path, path, run):
+    results = engine.run(path, tmp_path / "run", tiny_overrides(path, run), scale="quick", run=run)
+    assert bool(results["completed"].all())
+    figures = draw_all(results, tmp_path / "figures")
+    assert figures, f"{path.name}: no figure applies"
+    matplotlib.pyplot.close("all")
