@@ -27,6 +27,7 @@ is sequential, so ``--torch-variants K`` times K variants and extrapolates (star
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -71,7 +72,7 @@ class Case:
 
     def layer_dims(self) -> list[tuple[int, int]]:
         dims = [self.input_dim] + [self.width] * self.depth + [self.n_classes]
-        return list(zip(dims[:-1], dims[1:], strict=True))
+        return list(itertools.pairwise(dims))
 
     def flops_per_variant_step(self) -> int:
         """Forward + backward matmul FLOPs: 2 (forward) + 4 (two backward products) per multiply-add."""
@@ -144,7 +145,7 @@ def engine_worker(case: Case) -> None:
             "run_call_seconds": done - imported,
             "compile_seconds": float(ds.attrs["compile_seconds"]),
             "run_seconds": float(ds.attrs["run_seconds"]),
-            "final_train_loss": float(np.nanmean(final)),
+            "final_train_loss": [float(v) for v in np.ravel(final)],  # grid order: sigma_w2, seed
             "diverged": int(ds["diverged"].values.sum()),
         }
     )
@@ -169,7 +170,6 @@ def gaussian_mixture(case: Case):
 def torch_worker(case: Case, threads: int, n_variants: int) -> None:
     """The sequential PyTorch script: one network after another."""
     start = time.perf_counter()
-    import numpy as np
     import torch
     from torch import nn
     from torch.nn import functional as F
@@ -226,7 +226,7 @@ def torch_worker(case: Case, threads: int, n_variants: int) -> None:
             "setup_seconds": setup - start,
             "loop_seconds": done - setup,
             "variants_timed": n_variants,
-            "final_train_loss": float(np.nanmean(final_losses)),
+            "final_train_loss": final_losses,
             "diverged": diverged,
             "threads": threads,
         }
@@ -269,12 +269,16 @@ def roofline_xla_worker(case: Case) -> None:
 
 
 def roofline_torch_worker(case: Case, threads: int) -> None:
+    """torch.bmm with ``threads`` threads and with one (on a busy machine one thread can be faster)."""
     import torch
 
-    torch.set_num_threads(threads)
     v, b, n = case.n_variants, case.batch, case.width
     a, w, out = torch.randn(v, b, n), torch.randn(v, n, n), torch.empty(v, b, n)
-    emit({"gflops": best_rate(lambda: torch.bmm(a, w, out=out), 2.0 * v * b * n * n), "threads": threads})
+    rates = {}
+    for count in sorted({threads, 1}, reverse=True):
+        torch.set_num_threads(count)
+        rates[f"{count} threads"] = best_rate(lambda: torch.bmm(a, w, out=out), 2.0 * v * b * n * n)
+    emit({"gflops": max(rates.values()), "detail": rates})
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -314,8 +318,8 @@ def has_torch() -> bool:
 def bench_case(name: str, repeats: int, threads: int, torch_variants: int | None) -> dict:
     case = CASES[name]
     print(
-        f"\n== {name}: width {case.width}, depth {case.depth}, batch {case.batch}, {case.n_variants} variants "
-        f"({case.n_sigma} sigma_w2 x {case.n_seeds} seeds), {case.steps} steps; "
+        f"\n== {name}: width {case.width}, depth {case.depth}, batch {case.batch}, "
+        f"{case.n_variants} variants ({case.n_sigma} sigma_w2 x {case.n_seeds} seeds), {case.steps} steps; "
         f"{case.flops_per_variant_step() / 1e6:.2f} MFLOP per variant-step, "
         f"{case.total_flops() / 1e9:.0f} GFLOP in all",
         flush=True,
@@ -356,24 +360,28 @@ def summarise(name: str, case: Case, rows: dict) -> dict:
         "roofline_fraction": steady / roofline,
         "engine_runs": [r["process_seconds"] for r in rows["engine"]],
     }
-    print(f"   {'':32s}{'whole process':>15s}   detail")
+    print(f"   {'':30s}{'whole process':>15s}   detail")
     print(
-        f"   {'engine (sweep.engine.run)':32s}{engine['process_seconds']:13.1f} s   "
+        f"   {'engine (sweep.engine.run)':30s}{engine['process_seconds']:13.1f} s   "
         f"imports {engine['import_seconds']:.1f} s, compile {engine['compile_seconds']:.1f} s, "
-        f"run {engine['run_seconds']:.1f} s ({steady:.1f} GFLOP/s); final loss "
-        f"{engine['final_train_loss']:.3f}, diverged {engine['diverged']}"
+        f"run {engine['run_seconds']:.1f} s = {steady:.1f} GFLOP/s; diverged {engine['diverged']}"
     )
     if rows["torch"]:
         t = min(rows["torch"], key=lambda r: r["process_seconds"])
-        scale = case.n_variants / t["variants_timed"]
+        k = t["variants_timed"]
+        scale = case.n_variants / k
         seconds = t["process_seconds"] + t["loop_seconds"] * (scale - 1)
-        note = f" (extrapolated from {t['variants_timed']} variants)" if scale > 1 else ""
+        note = f" (extrapolated from {k} variants)" if scale > 1 else ""
         torch_rate = case.total_flops() / (t["loop_seconds"] * scale) / 1e9
         print(
-            f"   {'pytorch loop (' + str(t['threads']) + ' threads)':32s}{seconds:13.1f} s   "
+            f"   {'pytorch loop (' + str(t['threads']) + ' threads)':30s}{seconds:13.1f} s   "
             f"start-up+data {t['setup_seconds']:.1f} s, loop {t['loop_seconds'] * scale:.1f} s "
-            f"({torch_rate:.1f} GFLOP/s){note}; final loss {t['final_train_loss']:.3f}, "
-            f"diverged {t['diverged']}"
+            f"= {torch_rate:.1f} GFLOP/s{note}; diverged {t['diverged']}"
+        )
+        mean = sum(engine["final_train_loss"][:k]) / k
+        print(
+            f"   final train loss, mean over the {k} variants both trained: engine {mean:.3f}, "
+            f"pytorch {sum(t['final_train_loss']) / k:.3f} (same problem, different random streams)"
         )
         summary |= {
             "torch_seconds": seconds,
@@ -383,20 +391,23 @@ def summarise(name: str, case: Case, rows: dict) -> dict:
             "torch_runs": [r["process_seconds"] for r in rows["torch"]],
         }
     detail = ", ".join(f"{k} {v:.1f}" for k, v in rows["roofline_xla"]["detail"].items())
+    if "roofline_torch" in rows:
+        detail += "; torch.bmm " + ", ".join(
+            f"{k} {v:.1f}" for k, v in rows["roofline_torch"]["detail"].items()
+        )
     print(
         f"   roofline [{case.n_variants},{case.batch},{case.width}]x[{case.n_variants},{case.width},"
-        f"{case.width}]: XLA batched dot {xla:.1f} GFLOP/s ({detail}); torch.bmm {bmm:.1f} GFLOP/s "
-        f"-> {roofline:.1f} GFLOP/s"
+        f"{case.width}] batched matmul: {roofline:.1f} GFLOP/s (XLA {detail})"
     )
     if "speedup" in summary:
         verdict = "ok" if summary["speedup"] >= case.speedup_target else "MISSED"
         print(
-            f"   ratio engine speed-up over pytorch loop (whole process): {summary['speedup']:.2f}x "
+            f"   RATIO engine speed-up over the pytorch loop (whole process): {summary['speedup']:.2f}x "
             f"(target >= {case.speedup_target}x: {verdict})"
         )
     verdict = "ok" if summary["roofline_fraction"] >= ROOFLINE_TARGET else "MISSED"
     print(
-        f"   ratio engine steady-state FLOP rate / roofline: {summary['roofline_fraction']:.2f} "
+        f"   RATIO engine steady-state FLOP rate / roofline: {summary['roofline_fraction']:.2f} "
         f"(target >= {ROOFLINE_TARGET}: {verdict})",
         flush=True,
     )
@@ -404,7 +415,9 @@ def summarise(name: str, case: Case, rows: dict) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--case", choices=[*CASES, "all"], default="all")
     parser.add_argument("--repeats", type=int, default=1, help="engine/PyTorch runs per case (best kept)")
     parser.add_argument("--threads", type=int, default=cores(), help="PyTorch threads (default: cores)")
@@ -421,6 +434,8 @@ def main() -> None:
         f"{platform.processor() or platform.machine()}, {cores()} cores, python {platform.python_version()}, "
         f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}, load average {os.getloadavg()[0]:.1f}"
     )
+    if os.getloadavg()[0] > 0.5 * cores():
+        print("   note: the machine is busy; timings (PyTorch's threads most) suffer; try --repeats 3")
     names = list(CASES) if args.case == "all" else [args.case]
     summaries = [bench_case(name, args.repeats, args.threads, args.torch_variants) for name in names]
     if args.json:

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import copy
+import os
+
+# The tests' programs are tiny: compile time dominates, and XLA's CPU backend compiles several times
+# faster without LLVM optimisation (results are the same computation). Set before JAX starts.
+os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
 
 import jax
 import pytest

@@ -58,10 +58,17 @@ def test_end_to_end_run_and_plot(tmp_path, experiment):
     assert done.returncode == 0, done.stderr
     assert "sweep summary" in done.stdout and "device" in done.stderr
     with xr.open_dataset(out / "results.nc") as ds:
-        assert dict(ds.sizes) == {"depth": 2, "sigma_w2": 2, "step": 3, "layer": 4}
-        assert {"train_loss", "train_accuracy", "test_accuracy", "grad_norm", "q_layer", "diverged"} <= set(
-            ds
-        )
+        assert dict(ds.sizes) == {"depth": 2, "sigma_w2": 2, "step": 3, "layer": 4, "pair": 8}
+        assert {
+            "train_loss",
+            "train_accuracy",
+            "test_accuracy",
+            "grad_norm",
+            "q_layer",
+            "c_layer",
+            "diverged",
+            "chi_1",
+        } <= set(ds)
         assert ds["grad_norm"].sel(depth=2, layer=4).isnull().all()  # padded: depth 2 has 3 weight matrices
         assert "steps = 8" in ds.attrs["config"] and ds.attrs["variant_steps_per_second"] > 0
     assert (out / "config.toml").read_text().count("sigma_w2 = [") == 1

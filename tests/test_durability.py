@@ -153,7 +153,7 @@ def test_chunk_size_follows_the_memory_estimate(tmp_path, experiment):
 
 def test_four_fake_devices_give_the_same_results(tmp_path, experiment, reference):
     out = tmp_path / "run"
-    env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4 --xla_backend_optimization_level=0"}
     proc = _cli("run", str(experiment), "--out", str(out), "--no-plot", "--chunk-size", "3", env=env)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err

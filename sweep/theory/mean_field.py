@@ -78,8 +78,8 @@ _FINE: Rule = (48, 10.0)  # ≲1e-12 relative for tanh/gelu/relu at 1e-6 ≤ q �
 _COARSE: Rule = (12, 6.0)  # ≲4e-6 (for the Newton iterations before the fine polish)
 _MEHLER_K, _MEHLER_H, _MEHLER_L = 96, 0.1, 22.0  # terms, trapezoid step and half-range in z
 _HT_NODES = 32  # Gauss–Legendre nodes for hard_tanh's Price integral
-_Q_STEPS = ((_COARSE, 30), (_FINE, 3))  # (rule, Newton steps) for q*
-_C_STEPS = 30
+_Q_STEPS = ((_COARSE, 25), (_FINE, 3))  # (rule, Newton steps) for q*
+_C_STEPS = 25
 _ZERO_SNAP = 1e-10  # q* below this is 0 when q = 0 is itself a fixed point
 
 
@@ -459,10 +459,12 @@ def _q_fixed_point(kernel: GaussianKernel, w2: Array, b2: Array, q0: Array) -> t
         s = w2 * m.var_slope
         newton = s < 1
         qn = q + (f - q) / jnp.where(newton, 1 - s, 1.0)
-        ok = newton & (qn >= b2) & jnp.isfinite(qn)
-        # Newton from the left of a concave map overshoots far: bound the jump (it then comes back).
+        ok = newton & jnp.isfinite(qn)
+        # Newton from the left of a concave map overshoots far: bound the jump (it then comes back). From
+        # the right of a convex one it lands left of the root, possibly below q* ≥ σ_b²: go to σ_b², where
+        # g ≥ 0, and converge monotonically from there.
         cap = 4 * jnp.maximum(q, f)
-        q_next = jnp.where(ok, jnp.minimum(qn, cap), f)
+        q_next = jnp.where(ok, jnp.clip(qn, b2, cap), f)
         if kernel.zero_is_fixed:
             # σ_b² = 0: q = 0 is a root of g(q) = f - q. Newton on g/q instead removes it, so that a double
             # root at 0 (critical, e.g. tanh at σ_w² = 1) converges fast. Used where g/q decreases; a step
