@@ -31,17 +31,21 @@ hard_tanh (normal CDF/PDF; its 2-D expectations by Price's theorem reduce to one
   at 0; relative error ≲ 1e-12 for tanh/gelu/relu at 1e-6 ≤ q ≤ 1e4 with the default 96 nodes. Plain
   Gauss–Hermite (``gauss_hermite_1d``) is also provided but needs ~256 nodes for 1e-6 at q = 3 and does not
   reach it at q = 10 for tanh.
-- 2-D expectations at fixed q: Mehler's expansion C(q, c) = Σ_k a_k² c^k, a_k = E[φ(√q z) He_k(z)]/√k!
-  (and the same for φ'), coefficients by the trapezoid rule in z, truncated at K terms with a tail c^p
-  matched to the exact value and slope at c = 1. Measured against the erf closed form: ≤ 1e-12 for q ≤ 3,
-  ~1e-8 (C) / 2e-6 (E[φ'φ']) at q = 10 and c ≈ 0.99, ~1e-10 for c ≤ 0.9. ``gauss_hermite_2d`` is an
+- 2-D expectations at fixed q: Mehler's expansion C(q, c) = Σ_k a_k² c^k, a_k = E[φ(√q z) He_k(z)]/√k!,
+  and E[φ'(u₁)φ'(u₂)] = ∂C/∂c / q (Price's theorem); coefficients by the trapezoid rule in z (h = 0.1,
+  |z| ≤ 22), K = 96 terms plus a tail t₀c^p matched to the exact value V and slope q E[φ'²] at c = 1.
+  Measured against the erf closed form (max over c ∈ [0, 1]): ≤ 1e-12 for q ≤ 1 and 5e-11 at q = 3;
+  3e-7 (C) and 1e-5 (E[φ'φ']) at q = 10, c ≈ 0.98; 4e-5 / 1e-3 at q = 30; < 5e-7 wherever c ≤ 0.9. For φ
+  with a kink at 0 (selu) the coefficients are O(h²) ≈ 3e-5 accurate. ``gauss_hermite_2d`` is an
   independent (slower) check.
-- Fixed points use a fixed number of safeguarded Newton steps (``lax.fori_loop``): q* by Newton on the
-  length map (a plain map step where Newton would step the wrong way; with σ_b² = 0 on q ↦ g(q)/q, which
-  removes the root q = 0), a coarse rule first and a fine one to polish; c* by Newton from c = 0, which
-  increases monotonically to the stable root because C is convex in c.
-  The solvers are not differentiated: derivatives of q*, c* (and of everything computed from them) come
-  from the implicit-function theorem (``jax.custom_jvp``), so forward and reverse mode are exact and cheap.
+- Fixed points: a fixed number of safeguarded Newton steps in ``lax.fori_loop`` (25 coarse + 3 fine for
+  q*, 25 for c*; no data-dependent loops). q*: Newton on g(q) = σ_w² V(q) + σ_b² - q, a map step where
+  Newton would go the wrong way, and with σ_b² = 0 Newton on g(q)/q, which removes the root q = 0 (so the
+  double root of tanh at σ_w² = 1 converges fast). c*: Newton from c = 0, which increases monotonically
+  to the stable root because C is convex in c. Near χ₁ = 1 in float32, c* and χ_c carry ~1e-3 errors
+  (cancellation in m(c) - c); use float64 there.
+- Derivatives: the solvers are never differentiated; q*, c* get theirs from the implicit-function theorem
+  (``jax.custom_jvp``), so forward and reverse mode are exact at convergence and cheap to compile.
 """
 
 from __future__ import annotations
@@ -63,24 +67,16 @@ from sweep.activations import ACTIVATIONS
 Array = jax.Array
 ActivationLike = str | Callable[[Array], Array]
 
-_Q_LARGE = 1e12  # where q* = inf, χ₁ is reported at this q (its large-q limit)
-
-
-def _floor(x: Array) -> Array:
-    """max(x, tiny) with tiny = (smallest normal)^0.4 of the dtype (1e-123 / 5e-16): squares and
-    reciprocals of the result stay finite, so derivatives near q = 0 or c = 0 are finite too."""
-    return jnp.maximum(x, float(jnp.finfo(x.dtype).tiny) ** 0.4)
-
-
-_Q_CAP = 1e30  # iterates of a diverging length map stop here; reported as q* = inf
 Rule = tuple[int, float]  # (Gauss–Legendre nodes per half-line, half-width L of the rule in units of √q)
 _FINE: Rule = (48, 10.0)  # ≲1e-12 relative for tanh/gelu/relu at 1e-6 ≤ q ≤ 1e4
-_COARSE: Rule = (12, 6.0)  # ≲4e-6 (for the Newton iterations before the fine polish)
+_COARSE: Rule = (12, 6.0)  # ≲4e-6: for the Newton iterations before the fine polish
 _MEHLER_K, _MEHLER_H, _MEHLER_L = 96, 0.1, 22.0  # terms, trapezoid step and half-range in z
 _HT_NODES = 32  # Gauss–Legendre nodes for hard_tanh's Price integral
 _Q_STEPS = ((_COARSE, 25), (_FINE, 3))  # (rule, Newton steps) for q*
-_C_STEPS = 25
+_C_STEPS = 25  # Newton steps for c*
 _ZERO_SNAP = 1e-10  # q* below this is 0 when q = 0 is itself a fixed point
+_Q_CAP = 1e30  # iterates of a diverging length map stop here; reported as q* = inf
+_Q_LARGE = 1e12  # stand-in for q* = inf when differentiating (tangents there are 0)
 
 
 # ----------------------------------------------------------------------------------------------- helpers
@@ -96,20 +92,24 @@ def _inputs(*xs: object) -> tuple[Array, ...]:
     return tuple(jnp.broadcast_arrays(*[jnp.asarray(x, dt) for x in xs]))
 
 
+def _floor(x: Array) -> Array:
+    """max(x, tiny) with tiny = (smallest normal)^0.4 of the dtype (1e-123 / 5e-16): squares and
+    reciprocals of the result stay finite, so derivatives near q = 0 or c = 0 are finite too."""
+    return jnp.maximum(x, float(jnp.finfo(x.dtype).tiny) ** 0.4)
+
+
 def _const(a: np.ndarray, ndim: int, dtype: jnp.dtype) -> Array:
     """A NumPy constant with ``ndim`` leading unit axes, so it broadcasts without rank promotion."""
     return jnp.asarray(a, dtype).reshape((1,) * ndim + a.shape)
 
 
-def _derivatives(phi: Callable[[Array], Array], u: Array, order: int) -> tuple[Array, ...]:
-    """(φ, φ'[, φ'']) at ``u`` for an elementwise φ, by forward-mode differentiation."""
+def _derivatives(phi: Callable[[Array], Array], u: Array) -> tuple[Array, Array, Array]:
+    """(φ, φ', φ'') at ``u`` for an elementwise φ, by nested forward-mode differentiation."""
     ones = jnp.ones_like(u)
 
     def first(x: Array) -> tuple[Array, Array]:
         return jax.jvp(phi, (x,), (ones,))
 
-    if order == 1:
-        return first(u)
     (f, f1), (_, f2) = jax.jvp(first, (u,), (ones,))
     return f, f1, f2
 
@@ -341,7 +341,7 @@ def _horner(coef: Array, x: Array) -> Array:
 
 def _generic_kernel(name: str, phi: Callable[[Array], Array]) -> GaussianKernel:
     def integrands(u: Array) -> tuple[Array, Array, Array]:
-        f, f1, f2 = _derivatives(phi, u, 2)
+        f, f1, f2 = _derivatives(phi, u)
         return f * f, f1 * f1 + f * f2, f1 * f1
 
     def moments(q: Array, rule: Rule = _FINE) -> Moments:
@@ -350,7 +350,7 @@ def _generic_kernel(name: str, phi: Callable[[Array], Array]) -> GaussianKernel:
     def correlation(q: Array, m: Moments | None = None) -> CorrelationFn:
         z, m_even, m_odd = _mehler_tables()
         dt = q.dtype
-        u = jnp.sqrt(jnp.maximum(q, 0.0))[..., None] * _const(z, q.ndim, dt)
+        u = jnp.sqrt(_floor(q))[..., None] * _const(z, q.ndim, dt)
         plus, minus = phi(u), phi(-u)
         even = jnp.matmul(plus + minus, jnp.asarray(m_even, dt)) ** 2  # a_2i², [..., K/2]
         odd = jnp.matmul(plus - minus, jnp.asarray(m_odd, dt)) ** 2  # a_2i+1²
