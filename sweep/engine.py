@@ -32,8 +32,6 @@ from sweep.results import Part, assemble
 from sweep.rundir import collect
 from sweep.train import CompiledGroup, GroupSpec, TrainData, compile_group, run_chunk, train_data
 
-COMPILE_THREADS = max(1, min(8, (os.cpu_count() or 2) - 1))
-
 
 @dataclass
 class Timing:
@@ -142,26 +140,14 @@ def run(
     timing = Timing()
     computed = []
     todo = [c for c in mine if out_dir is None or not store.chunk_path(out_dir, c.name).exists()]
-    with (
-        _progress(progress, sum(c.n_variants for c in mine)) as advance,
-        ThreadPoolExecutor(max_workers=COMPILE_THREADS) as pool,
-    ):
-        # Compile every distinct program in background threads (XLA compiles without the GIL) while
-        # earlier chunks train: with many groups (e.g. one per depth) compile time overlaps training.
-        programs = {}
-        for chunk in todo:
-            key = (chunk.group.key, chunk.size)
-            if key not in programs:
-                programs[key] = pool.submit(compile_group, specs[chunk.group.key], chunk.size, data)
+    with _progress(progress, sum(c.n_variants for c in mine)) as advance:
         advance(sum(c.n_variants for c in mine) - sum(c.n_variants for c in todo))
         for chunk in todo:
             path = store.chunk_path(out_dir, chunk.name) if out_dir is not None else None
-            compiled, _ = programs[(chunk.group.key, chunk.size)].result()
+            compiled, fresh = compile_group(specs[chunk.group.key], chunk.size, data)
+            timing.compile_seconds += compiled.compile_seconds if fresh else 0.0
             computed.append(_run_chunk(chunk, compiled, specs[chunk.group.key], data, path, timing))
             advance(chunk.n_variants)
-    for future in programs.values():  # compile time of the programs compiled by this run
-        compiled, fresh = future.result()
-        timing.compile_seconds += compiled.compile_seconds if fresh else 0.0
     attrs = run_attributes(experiment, timing, len(plan)) | dataset_attrs
     if out_dir is None:
         return add_predictions(assemble(experiment, computed, attrs))
