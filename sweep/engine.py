@@ -10,10 +10,8 @@ never on its chunk, shard or device, so none of this changes its numbers.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
