@@ -39,11 +39,29 @@ class ModelSpec:
     init: str  # "gaussian" | "orthogonal"
 
 
+def _gram_schmidt(z: jax.Array) -> jax.Array:
+    """Orthonormalise the columns of a tall ``z`` [m, n] (m >= n) by classical Gram-Schmidt with one
+    reorthogonalisation pass (CGS2: orthogonal to float round-off), one column per ``lax.scan`` step.
+
+    For Gaussian z this is the Q of its QR factorisation with a positive diagonal R: a Haar-random
+    matrix. Written with plain matrix products rather than LAPACK's QR, whose custom call hung inside
+    large vmapped programs on XLA's CPU backend.
+    """
+    m, n = z.shape
+
+    def column(q: jax.Array, j: jax.Array) -> tuple[jax.Array, None]:
+        v = jax.lax.dynamic_index_in_dim(z, j, axis=1, keepdims=False)
+        for _ in range(2):  # the unset columns of q are zero, so they project out nothing
+            v = v - q @ (q.T @ v)
+        return jax.lax.dynamic_update_index_in_dim(q, v / jnp.linalg.norm(v), j, axis=1), None
+
+    return jax.lax.scan(column, jnp.zeros((m, n), z.dtype), jnp.arange(n))[0]
+
+
 def _orthogonalise(z: jax.Array) -> jax.Array:
     """A Haar-random matrix with orthonormal columns (or rows, if wide) from Gaussian ``z`` [m, n]."""
     wide = z.shape[0] < z.shape[1]
-    q, r = jnp.linalg.qr(z.T if wide else z)
-    q = q * jnp.sign(jnp.diagonal(r))[None, :]
+    q = _gram_schmidt(z.T if wide else z)
     return q.T if wide else q
 
 
