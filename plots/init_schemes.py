@@ -39,5 +39,5 @@ def init_schemes_figure(ds: xr.Dataset) -> Figure:
     ax.set_xlabel("depth L")
     ax.set_ylabel("final training accuracy")
     ax.legend(fontsize=8)
-    ax.set_title(f"Initialisation schemes across depth: {describe(ds)}", fontsize=9)
+    ax.set_title(f"Initialisation schemes across depth\n{describe(ds)}", fontsize=9)
     return fig

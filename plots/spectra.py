@@ -176,7 +176,9 @@ def spectra_figure(ds: xr.Dataset, step: int = 0) -> Figure:
         for col, init in enumerate(inits):
             ax = axes[row, col]
             values = {
-                curve.label: sv.sel(**_select(ds, depth=depth, init=init), **curve.select, **held).values.ravel()
+                curve.label: sv.sel(
+                    **_select(ds, depth=depth, init=init), **curve.select, **held
+                ).values.ravel()
                 for curve in lines
             }
             finite = np.concatenate([v[np.isfinite(v)] for v in values.values()])
@@ -190,13 +192,17 @@ def spectra_figure(ds: xr.Dataset, step: int = 0) -> Figure:
             notes = []
             for curve, colour in zip(lines, _COLOURS, strict=False):
                 _draw_curve(ax, curve, values[curve.label], depth, init, bins, x, floor, colour, notes)
-            ax.set_title(f"depth {depth} ({depth - 1} factors D·W), {_INIT_NAMES.get(init, init)}", fontsize=9)
+            ax.set_title(
+                f"depth {depth} ({depth - 1} factors D·W), {_INIT_NAMES.get(init, init)}", fontsize=9
+            )
             ax.set_xlabel(r"$\log_{10}\sigma$  (singular value of J)")
             ax.set_ylabel(r"density per unit $\log_{10}\sigma$")
             ax.axvline(0.0, color="grey", lw=0.6, ls=":")
             ax.legend(fontsize=6.5, loc="upper left", framealpha=0.7)
             if notes:
-                ax.text(0.99, 0.97, "\n".join(notes), ha="right", va="top", fontsize=6.5, transform=ax.transAxes)
+                ax.text(
+                    0.99, 0.97, "\n".join(notes), ha="right", va="top", fontsize=6.5, transform=ax.transAxes
+                )
     n_seeds = ds.sizes.get("seed", 1)
     n_inputs = ds.sizes.get("jacobian_input", 1)
     title = (
@@ -314,7 +320,9 @@ def _moments(curve: Curve, n_factors: int, init: str) -> tuple[float, float]:
     return m.mean, m.variance
 
 
-def _errorbars(ax: plt.Axes, da: xr.DataArray, colour: str, marker: str, label: str | None, log10: bool = False):
+def _errorbars(
+    ax: plt.Axes, da: xr.DataArray, colour: str, marker: str, label: str | None, log10: bool = False
+):
     pooled = [d for d in da.dims if d != "depth"]
     values = 10.0**da if log10 else da
     mid = values.mean(pooled) if pooled else values
