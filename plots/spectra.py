@@ -1,35 +1,42 @@
 """Spectra of the input-output Jacobian against free probability (Pennington, Schoenholz, Ganguli 2017).
 
-``spectra_figure``: histograms of the measured singular values sigma of J = dx^L/dx^1 (``jacobian_log10_sv``,
-pooled over seeds and Jacobian inputs) against the N -> infinity density from
-``sweep.theory.free_probability.singular_value_density`` with ``n_factors = depth - 1``. One panel per
-(depth, init): rows = depth, columns = init (Gaussian | orthogonal) when swept; one histogram per activation
-(or per sigma_w2 when the activation is fixed), at most three per panel.
+``spectra_figure``: histograms of the measured singular values sigma of J = dx^L/dx^1 (``jacobian_log10_sv``
+at one step, pooled over seeds and Jacobian inputs) against the N -> infinity law of
+``sweep.theory.free_probability.singular_value_density`` with ``n_factors = depth - 1``, evaluated at the
+mean-field fixed point q*. One panel per (depth, init): rows = depth, columns = init (Gaussian | orthogonal)
+where swept; one histogram per activation (or per sigma_w2 when the activation is fixed), at most three.
 
-Both are drawn as densities per unit of log10(sigma), ``ln(10) sigma rho_sigma(sigma)``, normalised to ALL
-singular values, so the area under a curve over a range of sigma is the fraction of singular values there.
-Singular values more than ``FLOOR_DECADES`` decades below a panel's largest are not resolved by the float32
-measurement (round-off floor; see ``sweep.spectrum``), and exact zeros are ``-inf``: neither enters the
-histograms. Instead the legend gives the fraction of singular values below that floor, measured and
-predicted (the predicted one is the atom at sigma = 0 — relu's and hard-tanh's dead directions, mass 1 - p —
-plus the continuous mass below the floor). Atoms at sigma > 0 (orthogonal weights with relu/hard-tanh at
-small depth) are drawn as vertical lines, their mass in the legend.
+Units: both histogram and theory are densities per unit of log10(sigma), ``ln(10) sigma rho_sigma(sigma)``,
+normalised to ALL of a variant's singular values, so the area over a range of log10(sigma) is the fraction
+of singular values there. Singular values more than ``FLOOR_DECADES`` decades below the largest in a panel
+are not resolved by the float32 measurement (round-off floor, see ``sweep.spectrum``), and exact zeros are
+``-inf``: neither is histogrammed. Instead each panel lists the fraction of singular values below that
+floor, measured and predicted — the prediction being the atom at sigma = 0 (relu's and hard-tanh's dead
+directions, mass 1 - p) plus the continuous mass below the floor. Atoms at sigma > 0 (orthogonal weights
+with relu / hard-tanh at small depth) are drawn as dashed vertical lines, their mass written beside them;
+the y axis is then clipped to the continuous part. Where the theory raises ``ValueError`` (orthogonal
+linear network, q* = 0: J J^T is a multiple of the identity) the panel says so and draws no curve.
 
-``spectral_spread_figure``: the relative variance var(lambda)/mean(lambda)^2 of the eigenvalues lambda =
-sigma^2 of J J^T against depth (``jacobian_eig_variance_rel``, seeds and inputs averaged) and the prediction of
-``jacobian_moments`` at the fixed point q* (n (mu2/mu1^2 - 1 + s_W), s_W = 1 Gaussian, 0 orthogonal; n/p and
-n(1/p - 1) for relu/hard-tanh at criticality). Right panel: the mean squared singular value, measured
-against chi^n.
+``spectral_spread_figure``: against depth, the relative variance var(lambda)/mean(lambda)^2 of the
+eigenvalues lambda = sigma^2 of J J^T (``jacobian_eig_variance_rel``, per input, averaged over the inputs
+by the engine; markers = seed mean, bars = seed range) and the mean squared singular value
+(``jacobian_mean_sq_sv``). Lines: ``jacobian_moments`` at q*, i.e. n (mu2/mu1^2 - 1 + s_W) with s_W = 1
+(Gaussian) or 0 (orthogonal) — n/p and n(1/p - 1) for relu / hard-tanh at criticality — and chi_1^n.
+Crosses: the same free-probability moments with each layer's D law taken at the MEASURED q^l
+(``q_layer``, layers 2..L) instead of q*: relative variances add over the factors of J and means
+multiply, so this is exact at N = infinity for any q^l. It accounts for the first layers, whose inputs
+(q^1 = sigma_w2 E[x^2] + sigma_b2) sit above q* for a few xi_q, which the q* theory leaves out.
 
-Which variants: the activation (if swept) and sigma_w2 define the curves; where sigma_w2 and sigma_b2 are
-swept together with the activation (their critical values differ: tanh 1.42 at sigma_b2 = 0.01, hard-tanh
-1.05, relu 2 at sigma_b2 = 0), each activation is shown at its swept (sigma_w2, sigma_b2) closest to
-criticality (|log chi_1| smallest; ties go to the smaller sigma_b2). Any other swept dim (width, learning
+Which variants: if the activation is swept, one curve per activation, each at the swept (sigma_w2, sigma_b2)
+closest to criticality (|log chi_1| smallest; ties to the smaller sigma_b2) — the critical values differ
+between activations, so an experiment sweeps the union of them. Otherwise one curve per sigma_w2 (three
+spread over the swept values), each at its most critical sigma_b2. Any other swept dim (width, learning
 rate, ...) is held at its first value, as the title says.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,16 +46,19 @@ import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
-from plots.common import describe, run_config, spread
-from sweep.theory.free_probability import jacobian_moments, singular_value_density
+from plots.common import run_config, spread
+from sweep.theory.free_probability import d2_law, jacobian_moments, singular_value_density
 from sweep.theory.mean_field import chi_1
 
-FLOOR_DECADES = 5.0  # float32 exact route: sigma below ~1e-6 sigma_max is round-off; keep a decade margin
+FLOOR_DECADES = 5.0  # float32 exact route: sigma below ~1e-6 sigma_max is round-off; one decade of margin
 MAX_CURVES = 3
 MAX_ROWS = 4
+N_BINS = 32
 _LN10 = math.log(10.0)
 _POOLED = ("seed", "jacobian_input", "sv")
+_DRAWN = ("activation", "sigma_w2", "sigma_b2", "depth", "init")
 _INIT_NAMES = {"gaussian": "Gaussian W", "orthogonal": "orthogonal W"}
 _COLOURS = ("tab:blue", "tab:red", "tab:green")
 
@@ -64,6 +74,7 @@ class Curve:
     sigma_b2: float
 
 
+# ------------------------------------------------------------------------------------------ selection
 def _value(ds: xr.Dataset, config: dict, key: str, select: dict[str, Any]) -> Any:
     """A model field's value for one selection (from the selection if swept, else the config)."""
     return select[key] if key in ds.dims else config["model"][key]
@@ -74,19 +85,19 @@ def _chi(activation: str, sigma_w2: float, sigma_b2: float) -> float:
 
 
 def _most_critical(ds: xr.Dataset, config: dict, fixed: dict[str, Any]) -> dict[str, Any]:
-    """The selection of the swept sigma_w2/sigma_b2 (those not already in ``fixed``) with chi_1 closest to 1."""
+    """``fixed`` plus the swept sigma_w2 / sigma_b2 (those not in ``fixed``) with chi_1 closest to 1."""
     free = [key for key in ("sigma_w2", "sigma_b2") if key in ds.dims and key not in fixed]
-    if not free:
-        return dict(fixed)
     options = [dict(fixed)]
     for key in free:
-        options = [{**o, key: float(v)} for o in options for v in ds[key].values]
-    activation = _value(ds, config, "activation", fixed)
+        options = [{**option, key: float(v)} for option in options for v in ds[key].values]
+    if len(options) == 1:
+        return options[0]
+    activation = str(_value(ds, config, "activation", fixed))
 
     def distance(option: dict[str, Any]) -> tuple[float, float]:
-        chi = _chi(activation, _value(ds, config, "sigma_w2", option), _value(ds, config, "sigma_b2", option))
-        sigma_b2 = _value(ds, config, "sigma_b2", option)
-        return (round(abs(math.log(chi)), 6) if chi > 0 else math.inf, sigma_b2)
+        w2, b2 = float(_value(ds, config, "sigma_w2", option)), float(_value(ds, config, "sigma_b2", option))
+        chi = _chi(activation, w2, b2)
+        return (round(abs(math.log(chi)), 6) if chi > 0 else math.inf, b2)
 
     return min(options, key=distance)
 
@@ -106,30 +117,24 @@ def curves(ds: xr.Dataset) -> list[Curve]:
         activation = str(_value(ds, config, "activation", select))
         sigma_w2 = float(_value(ds, config, "sigma_w2", select))
         sigma_b2 = float(_value(ds, config, "sigma_b2", select))
-        label = rf"{activation} $\sigma_w^2$={sigma_w2:.3g} $\sigma_b^2$={sigma_b2:.3g}"
+        label = rf"{activation}, $\sigma_w^2$={sigma_w2:.4g}, $\sigma_b^2$={sigma_b2:.3g}"
         out.append(Curve(label, select, activation, sigma_w2, sigma_b2))
     return out
 
 
-def _held(ds: xr.Dataset, keep: tuple[str, ...]) -> tuple[dict[str, Any], str]:
-    """First value of every grid dim not drawn (not in ``keep``, not pooled); a phrase for the title."""
-    held = {
-        dim: ds[dim].values[0]
-        for dim in ds["completed"].dims
-        if dim not in keep and dim not in _POOLED and dim not in ("activation", "sigma_w2", "sigma_b2")
-    }
+def _held(ds: xr.Dataset) -> tuple[dict[str, Any], str]:
+    """First value of every swept dim that is neither drawn nor pooled, and a phrase for the title."""
+    held = {dim: ds[dim].values[0] for dim in ds["completed"].dims if dim not in _DRAWN + _POOLED}
     phrase = ", ".join(f"{dim}={value}" for dim, value in held.items())
-    return held, (f"held at {phrase}" if phrase else "")
+    return held, (f"; held at {phrase}" if phrase else "")
 
 
-def _panels(ds: xr.Dataset, config: dict) -> tuple[list[Any], list[Any]]:
-    depths = [int(d) for d in ds["depth"].values] if "depth" in ds.dims else [int(config["model"]["depth"])]
-    inits = [str(i) for i in ds["init"].values] if "init" in ds.dims else [str(config["model"]["init"])]
-    return spread(depths, MAX_ROWS), inits
-
-
-def _select(ds: xr.Dataset, **where: Any) -> dict[str, Any]:
+def _where(ds: xr.Dataset, **where: Any) -> dict[str, Any]:
     return {dim: value for dim, value in where.items() if dim in ds.dims}
+
+
+def _inits(ds: xr.Dataset, config: dict) -> list[str]:
+    return [str(i) for i in ds["init"].values] if "init" in ds.dims else [str(config["model"]["init"])]
 
 
 def _measured_step(ds: xr.Dataset, step: int) -> xr.DataArray:
@@ -138,212 +143,284 @@ def _measured_step(ds: xr.Dataset, step: int) -> xr.DataArray:
     if step not in ds["step"].values:
         raise ValueError(f"step {step} not recorded; recorded steps: {list(ds['step'].values)}")
     sv = ds["jacobian_log10_sv"].sel(step=step)
-    if not np.isfinite(sv.values).any() and not np.isneginf(sv.values).any():
-        raise ValueError(f"the Jacobian spectrum was not measured at step {step}")
+    if np.isnan(sv.values).all():
+        raise ValueError(f"the Jacobian spectrum was not measured at step {step} (see measure.jacobian_every)")
     return sv
 
 
-def _theory_log10(curve: Curve, depth: int, init: str, x: np.ndarray) -> tuple[np.ndarray, tuple, str]:
-    """Predicted density per unit log10(sigma) at ``x = log10 sigma`` and the atoms; or NaNs and a note."""
-    if depth < 2:
-        return np.full_like(x, np.nan), ((1.0, 1.0),), ""  # J = I: a single atom at sigma = 1
+def _what(ds: xr.Dataset, step: int) -> str:
+    """What was run, for titles."""
+    config = run_config(ds)
+    model, data, train = config["model"], config["data"], config["train"]
+    when = (
+        "at initialisation"
+        if step == 0
+        else f"after {step} steps of {train['optimizer']} (lr {train['learning_rate']})"
+    )
+    return (
+        f"{model.get('arch', 'mlp')} width {model['width']}, {data['name']}, {when}; "
+        f"{ds.sizes.get('seed', 1)} seed(s) x {ds.sizes.get('jacobian_input', 1)} input(s) per variant"
+    )
+
+
+# ------------------------------------------------------------------------------------- spectra figure
+@dataclass
+class _Theory:
+    x: np.ndarray  # log10 sigma
+    density: np.ndarray  # per unit log10 sigma (continuous part)
+    atoms: tuple[tuple[float, float], ...]  # (sigma, mass)
+    note: str = ""
+
+
+def _theory(curve: Curve, depth: int, init: str, x: np.ndarray) -> _Theory:
+    """Predicted density per unit log10(sigma) at ``x = log10 sigma`` and the atoms (or a note why not)."""
+    if depth < 2:  # J = I
+        return _Theory(x, np.zeros_like(x), ((1.0, 1.0),))
+    sigmas = 10.0**x
     try:
-        sigmas = 10.0**x
         law = singular_value_density(
-            curve.activation, curve.sigma_w2, curve.sigma_b2, depth - 1, init, sigmas, log_step=4e-3
+            curve.activation, curve.sigma_w2, curve.sigma_b2, depth - 1, init, sigmas, log_step=1e-2
         )
     except (ValueError, RuntimeError) as err:
-        return np.full_like(x, np.nan), (), f"no theory: {str(err).split(':')[0]}"
-    return _LN10 * sigmas * law.density, law.atoms, ""
+        reason = str(err).split(" (")[0].split(":")[0]
+        return _Theory(x, np.full_like(x, np.nan), (), f"no theory curve ({reason})")
+    return _Theory(x, _LN10 * sigmas * law.density, law.atoms)
 
 
 def spectra_figure(ds: xr.Dataset, step: int = 0) -> Figure:
-    """Measured singular-value histograms of J at ``step`` against free probability; see module docstring."""
+    """Measured singular-value histograms of J at ``step`` against free probability at q* (one panel per
+    depth and init, one histogram per activation or sigma_w2); see the module docstring."""
     config = run_config(ds)
     sv = _measured_step(ds, step)
-    depths, inits = _panels(ds, config)
+    depths = [int(d) for d in ds["depth"].values] if "depth" in ds.dims else [int(config["model"]["depth"])]
+    depths, inits = spread(depths, MAX_ROWS), _inits(ds, config)
     lines = curves(ds)
-    held, held_note = _held(ds, ("depth", "init"))
+    held, held_note = _held(ds)
     fig, axes = plt.subplots(
         len(depths),
         len(inits),
-        figsize=(5.2 * len(inits), 2.9 * len(depths) + 0.6),
+        figsize=(5.4 * len(inits), 2.8 * len(depths) + 1.2),
         squeeze=False,
-        sharex="row",
         constrained_layout=True,
     )
     for row, depth in enumerate(depths):
         for col, init in enumerate(inits):
             ax = axes[row, col]
-            values = {
-                curve.label: sv.sel(
-                    **_select(ds, depth=depth, init=init), **curve.select, **held
-                ).values.ravel()
+            values = [
+                sv.sel(**_where(ds, depth=depth, init=init), **curve.select, **held).values.ravel()
                 for curve in lines
-            }
-            finite = np.concatenate([v[np.isfinite(v)] for v in values.values()])
-            if finite.size == 0:
-                ax.text(0.5, 0.5, "not measured", ha="center", transform=ax.transAxes)
-                continue
-            top = float(finite.max())
-            floor = top - FLOOR_DECADES
-            bins = np.linspace(max(floor, float(finite.min()) - 0.05), top + 0.05, 41)
-            x = np.linspace(bins[0], bins[-1], 400)
-            notes = []
-            for curve, colour in zip(lines, _COLOURS, strict=False):
-                _draw_curve(ax, curve, values[curve.label], depth, init, bins, x, floor, colour, notes)
-            ax.set_title(
-                f"depth {depth} ({depth - 1} factors D·W), {_INIT_NAMES.get(init, init)}", fontsize=9
-            )
-            ax.set_xlabel(r"$\log_{10}\sigma$  (singular value of J)")
-            ax.set_ylabel(r"density per unit $\log_{10}\sigma$")
-            ax.axvline(0.0, color="grey", lw=0.6, ls=":")
-            ax.legend(fontsize=6.5, loc="upper left", framealpha=0.7)
-            if notes:
-                ax.text(
-                    0.99, 0.97, "\n".join(notes), ha="right", va="top", fontsize=6.5, transform=ax.transAxes
-                )
-    n_seeds = ds.sizes.get("seed", 1)
-    n_inputs = ds.sizes.get("jacobian_input", 1)
-    title = (
-        f"Jacobian singular values at step {step} (bars: measured, {n_seeds} seeds x {n_inputs} inputs pooled; "
-        f"lines: free probability at q*, N = inf)\n{describe(ds)}"
+            ]
+            values = [v[~np.isnan(v)] for v in values]  # -inf (exact zeros) stays: it counts, below the floor
+            _spectra_panel(ax, lines, values, depth, init)
+    handles = [plt.Line2D([], [], color=c, lw=6, alpha=0.4) for c in _COLOURS[: len(lines)]]
+    fig.legend(
+        handles,
+        [f"{curve.label} (bars: measured, line: theory)" for curve in lines],
+        loc="outside lower center",
+        ncols=min(len(lines), 3),
+        fontsize=8,
     )
-    if held_note:
-        title += f"; {held_note}"
-    title += (
-        f"\nfloor = {FLOOR_DECADES:g} decades below the panel's largest sigma (float32 round-off): the legend "
-        "gives the fraction of sigma below it (measured / predicted, incl. the atom at 0)"
+    fig.suptitle(
+        f"Singular values of the input-output Jacobian J vs free probability (Pennington et al. 2017)\n"
+        f"{_what(ds, step)}{held_note}\n"
+        f"theory: N = inf at the fixed point q* (the first layers, at q^l > q*, are not in it). "
+        f"floor: {FLOOR_DECADES:g} decades below the largest sigma (float32 round-off)",
+        fontsize=8,
     )
-    fig.suptitle(title, fontsize=8)
     return fig
 
 
-def _draw_curve(
-    ax: plt.Axes,
-    curve: Curve,
-    values: np.ndarray,
-    depth: int,
-    init: str,
-    bins: np.ndarray,
-    x: np.ndarray,
-    floor: float,
-    colour: str,
-    notes: list[str],
+def _spectra_panel(
+    ax: plt.Axes, lines: list[Curve], values: list[np.ndarray], depth: int, init: str
 ) -> None:
-    """One variant's histogram (density per log10 sigma, over all its singular values) and theory line."""
-    values = values[~np.isnan(values)]  # -inf (exact zeros) stay: they count in the total, below the floor
-    if values.size == 0:
+    ax.set_title(f"depth {depth} (J: {depth - 1} factors D W), {_INIT_NAMES.get(init, init)}", fontsize=9)
+    ax.set_xlabel(r"$\log_{10}\sigma$,  $\sigma$ = singular value of J")
+    ax.set_ylabel(r"density per unit $\log_{10}\sigma$")
+    finite = np.concatenate([v[np.isfinite(v)] for v in values])
+    if finite.size == 0:
+        ax.text(0.5, 0.5, "not measured", ha="center", transform=ax.transAxes)
         return
-    counts, _ = np.histogram(values[np.isfinite(values)], bins=bins)
-    density = counts / (values.size * np.diff(bins))
-    measured_below = float(np.mean(values < floor))
-    ax.stairs(density, bins, color=colour, fill=True, alpha=0.25)
-    ax.stairs(density, bins, color=colour, lw=0.8)
-    predicted, atoms, note = _theory_log10(curve, depth, init, x)
-    label = curve.label
-    if note:
-        notes.append(f"{curve.activation}: {note}")
-    elif np.isfinite(predicted).any():
-        ax.plot(x, predicted, color=colour, lw=1.6)
-        fine = np.linspace(x[0], x[-1], 4000)
-        fine_pred, _, _ = _theory_log10(curve, depth, init, fine)
-        above = float(np.trapezoid(fine_pred, fine)) + sum(m for loc, m in atoms if loc > 10.0**floor)
-        label += f"\n  below floor: {measured_below:.2f} meas / {max(1.0 - above, 0.0):.2f} pred"
-    zero_atom = sum(m for loc, m in atoms if loc == 0.0)
-    if zero_atom > 0:
-        label += f"; atom at 0: {zero_atom:.2f}"
-    for loc, mass in atoms:
-        if loc > 0.0:
-            ax.axvline(math.log10(loc), color=colour, lw=1.4, ls="--")
-            label += f"\n  atom {mass:.2f} at sigma={loc:.3g}"
-    ax.plot([], [], color=colour, lw=1.6, label=label)
+    top = float(finite.max())
+    floor = top - FLOOR_DECADES
+    resolved = finite[finite >= floor]
+    low = max(floor, float(np.quantile(resolved, 0.002)) - 0.2)
+    bins = np.linspace(low, top + 0.05, N_BINS + 1)
+    x = np.linspace(floor, top + 1.0, 700)
+    texts, peak = [], 0.0
+    for curve, colour, v in zip(lines, _COLOURS, values, strict=False):
+        if v.size == 0:
+            continue
+        counts, _ = np.histogram(v[np.isfinite(v)], bins=bins)
+        density = counts / (v.size * np.diff(bins))
+        ax.stairs(density, bins, color=colour, fill=True, alpha=0.18)
+        ax.stairs(density, bins, color=colour, lw=0.9)
+        theory = _theory(curve, depth, init, x)
+        below = f"{np.mean(v < floor):.2f} meas"
+        atoms_above = [(loc, m) for loc, m in theory.atoms if loc > 0.0]
+        near_atom = np.zeros(density.shape, bool)  # bars holding an atom are clipped, not scaled to
+        for loc, _ in atoms_above:
+            near_atom |= (bins[:-1] <= math.log10(loc) + 0.1) & (bins[1:] >= math.log10(loc) - 0.1)
+        peak = max(peak, float(density[~near_atom].max(initial=0.0)))
+        if theory.note:
+            texts.append((f"{curve.activation}: {theory.note}", colour))
+        else:
+            inside = (x >= bins[0]) & (x <= bins[-1])
+            ax.plot(x[inside], theory.density[inside], color=colour, lw=1.7)
+            peak = max(peak, float(np.nanmax(theory.density[inside], initial=0.0)))
+            above = float(np.trapezoid(theory.density, x)) + sum(m for loc, m in atoms_above)
+            below += f" / {max(1.0 - above, 0.0):.2f} pred"
+        zero_atom = sum(m for loc, m in theory.atoms if loc == 0.0)
+        text = f"{curve.activation}: below floor {below}"
+        if zero_atom > 0:
+            text += f" (atom at 0: {zero_atom:.2f})"
+        texts.append((text, colour))
+        for loc, mass in atoms_above:
+            ax.axvline(math.log10(loc), color=colour, lw=1.3, ls="--")
+            texts.append((f"{curve.activation}: atom {mass:.2f} at sigma = {loc:.3g} (dashed)", colour))
+    ax.axvline(0.0, color="grey", lw=0.6, ls=":")
+    ax.set_xlim(bins[0], bins[-1])
+    ax.set_ylim(0.0, 1.25 * peak * (1.0 + 0.12 * len(texts)) if peak > 0 else 1.0)
+    for i, (text, colour) in enumerate(texts):
+        ax.text(0.02, 0.97 - 0.085 * i, text, color=colour, fontsize=6.5, va="top", transform=ax.transAxes)
 
 
-def _measured_spread(ds: xr.Dataset, name: str, select: dict[str, Any], step: int) -> xr.DataArray:
-    da = ds[name].sel(step=step).sel(**select)
-    return da
+# -------------------------------------------------------------------------------------- spread figure
+@functools.lru_cache(maxsize=4096)
+def _d2_moments(activation: str, sigma_w2: float, sigma_b2: float, q: float) -> tuple[float, float]:
+    """(mu1, mu2) of D^2 = phi'(h)^2, h ~ N(0, q) (q rounded by the caller: cached)."""
+    law = d2_law(activation, sigma_w2, sigma_b2, q_star=q)
+    return law.mu1, law.mu2
 
 
-def spectral_spread_figure(ds: xr.Dataset, step: int = 0) -> Figure:
-    """Relative eigenvalue variance of J J^T (left) and mean squared singular value (right) against depth,
-    measured (markers: seed mean, bars: seed range) and predicted (lines), per init and activation."""
-    if "depth" not in ds.dims:
-        raise ValueError("the spread figure needs depth swept")
-    config = run_config(ds)
-    _measured_step(ds, step)
-    depths = [int(d) for d in ds["depth"].values]
-    inits = [str(i) for i in ds["init"].values] if "init" in ds.dims else [str(config["model"]["init"])]
-    lines = curves(ds)
-    held, held_note = _held(ds, ("depth", "init"))
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.6), constrained_layout=True)
-    fine = np.unique(np.geomspace(max(min(depths), 2), max(depths), 60).round().astype(int))
-    styles = {"gaussian": ("o", "-"), "orthogonal": ("s", "--")}
-    for curve, colour in zip(lines, _COLOURS, strict=False):
-        for init in inits:
-            marker, ls = styles.get(init, ("^", ":"))
-            select = {**_select(ds, init=init), **curve.select, **held}
-            rel = ds["jacobian_eig_variance_rel"].sel(step=step).sel(**select)
-            msq = ds["jacobian_mean_sq_sv"].sel(step=step).sel(**select)
-            name = f"{curve.activation}, {_INIT_NAMES.get(init, init)}"
-            _errorbars(left, rel, colour, marker, name)
-            _errorbars(right, msq, colour, marker, None, log10=True)
-            moments = [_moments(curve, n - 1, init) for n in fine]
-            pred_rel = np.array([v / m**2 if m > 0 else np.nan for m, v in moments])
-            pred_mean = np.array([m for m, _ in moments])
-            left.plot(fine, np.where(pred_rel > 0, pred_rel, np.nan), ls=ls, color=colour, lw=1.2)
-            right.plot(fine, pred_mean, ls=ls, color=colour, lw=1.2)
-    for ax in (left, right):
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("depth L (hidden layers; J has L - 1 factors)")
-        ax.set_xticks(depths, [str(d) for d in depths])
-    left.set_ylabel(r"var($\lambda$) / mean($\lambda$)$^2$,  $\lambda$ = eigenvalue of $JJ^T$")
-    left.set_title("eigenvalue spread of J J^T (isometry: 0)", fontsize=9)
-    left.legend(fontsize=7, title="markers: measured; lines: free probability", title_fontsize=7)
-    right.set_ylabel(r"mean squared singular value $m_1$")
-    right.set_title(r"mean squared singular value ($\chi_1^{L-1}$ predicted)", fontsize=9)
-    right.axhline(1.0, color="grey", lw=0.6, ls=":")
-    title = f"Jacobian spectral spread vs depth at step {step}: {describe(ds)}"
-    if held_note:
-        title += f"; {held_note}"
-    title += "\n(seed mean of per-input values, bars: min-max over seeds and inputs; solid: Gaussian, dashed: orthogonal)"
-    fig.suptitle(title, fontsize=8)
-    return fig
+def layer_resolved_moments(
+    activation: str, sigma_w2: float, init: str, q_layers: np.ndarray, sigma_b2: float = 0.0
+) -> tuple[float, float]:
+    """(mean, var/mean^2) of the eigenvalues of J J^T, N = inf, with factor l's D law at ``q_layers[l]``
+    (the pre-activation variance of hidden layers 2..L): the mean is the product of sigma_w2 mu1(q^l), the
+    relative variance the sum of mu2/mu1^2 - 1 over the layers plus 1 per Gaussian W (0 orthogonal)."""
+    log_mean, rel = 0.0, 0.0
+    for q in np.asarray(q_layers, np.float64):
+        mu1, mu2 = _d2_moments(activation, sigma_w2, sigma_b2, float(f"{q:.4g}"))
+        if mu1 <= 0.0:
+            return 0.0, math.nan
+        log_mean += math.log(sigma_w2 * mu1)
+        rel += mu2 / mu1**2 - 1.0 + (1.0 if init == "gaussian" else 0.0)
+    return math.exp(log_mean), rel
 
 
 def _moments(curve: Curve, n_factors: int, init: str) -> tuple[float, float]:
+    """(mean, var/mean^2) at q* from ``jacobian_moments``; NaN where the theory has no answer."""
+    if n_factors < 1:
+        return 1.0, 0.0
     try:
         m = jacobian_moments(curve.activation, curve.sigma_w2, curve.sigma_b2, n_factors, init)
     except (ValueError, RuntimeError):
         return math.nan, math.nan
-    return m.mean, m.variance
+    return m.mean, (m.variance / m.mean**2 if m.mean > 0 else math.nan)
 
 
-def _errorbars(
-    ax: plt.Axes, da: xr.DataArray, colour: str, marker: str, label: str | None, log10: bool = False
-):
+def spectral_spread_figure(ds: xr.Dataset, step: int = 0) -> Figure:
+    """Relative eigenvalue variance of J J^T (left) and mean squared singular value (right) against depth,
+    measured and predicted, per init and activation (or sigma_w2); needs depth swept. The layer-resolved
+    prediction (crosses) uses the measured q^l at initialisation, so it is drawn only for ``step = 0``."""
+    if "depth" not in ds.dims:
+        raise ValueError("the spectral spread figure needs depth swept")
+    config = run_config(ds)
+    _measured_step(ds, step)
+    depths = [int(d) for d in ds["depth"].values]
+    inits, lines = _inits(ds, config), curves(ds)
+    held, held_note = _held(ds)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5.0), constrained_layout=True)
+    fine = np.unique(np.geomspace(max(min(depths), 1), max(depths), 80).round().astype(int))
+    styles = {"gaussian": ("o", "-"), "orthogonal": ("s", "--")}
+    for curve, colour in zip(lines, _COLOURS, strict=False):
+        for init in inits:
+            marker, ls = styles.get(init, ("^", ":"))
+            select = {**_where(ds, init=init), **curve.select, **held}
+            rel = ds["jacobian_eig_variance_rel"].sel(step=step).sel(**select)
+            msq = 10.0 ** ds["jacobian_mean_sq_sv"].sel(step=step).sel(**select)
+            name = f"{curve.activation}, {_INIT_NAMES.get(init, init)}"
+            _seed_errorbars(left, rel, colour, marker, f"{name}: measured")
+            _seed_errorbars(right, msq, colour, marker, None)
+            at_q = np.array([_moments(curve, n - 1, init) for n in fine])
+            left.plot(fine, np.where(at_q[:, 1] > 0, at_q[:, 1], np.nan), ls=ls, color=colour, lw=1.2)
+            right.plot(fine, at_q[:, 0], ls=ls, color=colour, lw=1.2)
+            if step == 0 and "q_layer" in ds:
+                resolved = _layer_resolved(ds, curve, init, select)
+                left.plot(depths, resolved[:, 1], "x", color=colour, ms=7, mew=1.5)
+                right.plot(depths, resolved[:, 0], "x", color=colour, ms=7, mew=1.5)
+    left.plot([], [], "k-", label="free probability at q* (Gaussian)")
+    left.plot([], [], "k--", label="free probability at q* (orthogonal)")
+    if step == 0 and "q_layer" in ds:
+        left.plot([], [], "kx", label="free probability with the measured $q^l$ per layer")
+    for ax in (left, right):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("depth L (hidden layers); J = dx^L/dx^1 has L - 1 factors")
+        ax.set_xticks(depths, [str(d) for d in depths])
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.grid(alpha=0.25, which="both")
+    left.set_ylabel(r"var($\lambda$) / mean($\lambda$)$^2$,   $\lambda$ = eigenvalue of $JJ^T = \sigma^2$")
+    left.set_title("spread of the spectrum of J J^T (dynamical isometry: 0)", fontsize=9)
+    left.legend(fontsize=6.5, loc="upper left")
+    right.set_ylabel(r"mean squared singular value $m_1$ of J")
+    right.set_title(r"mean squared singular value (lines: $\chi_1^{L-1}$ = 1 at criticality)", fontsize=9)
+    right.axhline(1.0, color="grey", lw=0.6, ls=":")
+    fig.suptitle(
+        f"Jacobian spectral spread vs depth (Pennington et al. 2017): {_what(ds, step)}{held_note}\n"
+        "markers: seed mean of the per-input values (filled: Gaussian W, open: orthogonal W; bars: seed range); "
+        + ", ".join(curve.label for curve in lines),
+        fontsize=8,
+    )
+    return fig
+
+
+def _layer_resolved(ds: xr.Dataset, curve: Curve, init: str, select: dict[str, Any]) -> np.ndarray:
+    """[depth, 2]: (mean, relative variance) from the measured q^l (seed mean) of hidden layers 2..L."""
+    out = []
+    for depth in (int(d) for d in ds["depth"].values):
+        q = ds["q_layer"].sel(**select, **_where(ds, depth=depth))
+        q = q.mean("seed") if "seed" in q.dims else q
+        q = q.sel(layer=slice(2, depth)).values
+        if q.size == 0:
+            out.append((1.0, 0.0))
+        elif not np.isfinite(q).all():
+            out.append((math.nan, math.nan))
+        else:
+            out.append(layer_resolved_moments(curve.activation, curve.sigma_w2, init, q, curve.sigma_b2))
+    return np.asarray(out, np.float64)
+
+
+def _seed_errorbars(ax: plt.Axes, da: xr.DataArray, colour: str, marker: str, label: str | None) -> None:
+    """Seed mean with a bar over the seed range, at each depth."""
     pooled = [d for d in da.dims if d != "depth"]
-    values = 10.0**da if log10 else da
-    mid = values.mean(pooled) if pooled else values
-    lo = values.min(pooled) if pooled else values
-    hi = values.max(pooled) if pooled else values
+    mid = da.mean(pooled) if pooled else da
+    lo = da.min(pooled) if pooled else da
+    hi = da.max(pooled) if pooled else da
     ax.errorbar(
         da["depth"].values,
         mid.values,
-        yerr=[np.maximum(mid - lo, 0).values, np.maximum(hi - mid, 0).values],
+        yerr=[np.maximum(mid - lo, 0.0).values, np.maximum(hi - mid, 0.0).values],
         fmt=marker,
         color=colour,
-        ms=5,
+        mfc="none" if marker == "s" else colour,
+        ms=6,
         capsize=2,
         label=label,
-        mfc="none" if marker == "s" else colour,
     )
 
 
+# name -> (figure function, dims the Dataset must have), as plots.figures.FIGURES
 SPECTRA_FIGURES: dict[str, tuple[Callable[[xr.Dataset], Figure], tuple[str, ...]]] = {
     "jacobian_spectra": (spectra_figure, ("sv",)),
     "jacobian_spread": (spectral_spread_figure, ("sv", "depth")),
 }
 
-__all__ = ["SPECTRA_FIGURES", "Curve", "curves", "spectra_figure", "spectral_spread_figure"]
+__all__ = [
+    "SPECTRA_FIGURES",
+    "Curve",
+    "curves",
+    "layer_resolved_moments",
+    "spectra_figure",
+    "spectral_spread_figure",
+]
