@@ -5,19 +5,23 @@ variants), in the same run:
 
 - **engine**: ``sweep.engine.run`` on the experiment, in a fresh process, timed whole (interpreter start,
   imports, data, compile, training, results); the engine's own ``compile_seconds``/``run_seconds``
-  (``Dataset.attrs``) are reported too.
+  (``Dataset.attrs``) are reported too. ``--xla-flags`` sets XLA_FLAGS for it (default: inherited).
 - **pytorch loop**: the sequential script, one ``nn.Sequential`` per variant with the same init
   (``W ~ N(0, sigma_w2/fan_in)``, ``b ~ N(0, sigma_b2)``), SGD, same batch and steps, cross-entropy,
   measured (loss, accuracies, gradient norms) at step 0 and at the end like the engine; a fresh process,
-  timed whole, ``torch.set_num_threads(cores)``.
+  timed whole. Threads: ``--threads``, else the faster of (cores, 1) on a two-variant probe (on a shared
+  machine PyTorch's OpenMP threads can be several times slower than one thread).
 - **roofline**: the best batched-matmul throughput at the training shape ``[V, B, N] x [V, N, N]``: the
-  faster of XLA's batched dot (``jax.jit`` of ``einsum`` and of ``lax.dot_general``) and ``torch.bmm``.
+  fastest of XLA's batched dot (``jax.jit`` of ``einsum`` and of ``lax.dot_general``; with the engine's
+  XLA_FLAGS and with one XLA CPU device per core, the batch axis sharded) and ``torch.bmm`` (cores and
+  one thread).
 
 Printed ratios: engine speed-up over the PyTorch loop (whole process; targets 6x small, 1.5x medium) and
 the engine's steady-state training FLOP rate (model FLOPs ``6 B sum(fan_in fan_out)`` per variant-step,
 over ``run_seconds``, which excludes compile) as a fraction of the roofline (target 0.6).
 
     python benchmarks/bench_engine.py [--case small|medium|all] [--repeats 1] [--torch-variants K]
+        [--threads N] [--xla-flags "..."] [--json out.json]
 
 PyTorch is a benchmark extra (``pip install -e '.[bench]'``; the CPU wheel is enough). The machine may be
 shared: ``--repeats`` runs engine and PyTorch alternately and keeps each one's best time. The PyTorch loop
@@ -251,13 +255,20 @@ def best_rate(fn, flops: float, seconds: float = 0.25, blocks: int = 7) -> float
 
 
 def roofline_xla_worker(case: Case) -> None:
+    """XLA's batched dot at the training shape; with several (CPU) devices, sharded over the batch axis."""
     import jax
     import jax.numpy as jnp
     import numpy as np
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
 
     v, b, n = case.n_variants, case.batch, case.width
     a = jax.random.normal(jax.random.key(0), (v, b, n))
     w = jax.random.normal(jax.random.key(1), (v, n, n)) / np.sqrt(n)
+    devices = jax.device_count()
+    if devices > 1 and v % devices == 0:
+        mesh = jax.make_mesh((devices,), ("v",), axis_types=(jax.sharding.AxisType.Auto,))
+        a, w = jax.device_put((a, w), NamedSharding(mesh, P("v")))
     einsum = jax.jit(lambda a, w: jnp.einsum("vbi,vij->vbj", a, w))
     dot_general = jax.jit(lambda a, w: jax.lax.dot_general(a, w, (((2,), (1,)), ((0,), (0,)))))
     flops = 2.0 * v * b * n * n
@@ -265,7 +276,7 @@ def roofline_xla_worker(case: Case) -> None:
         name: best_rate(lambda f=f: f(a, w).block_until_ready(), flops)
         for name, f in (("einsum", einsum), ("dot_general", dot_general))
     }
-    emit({"gflops": max(rates.values()), "detail": rates, "xla_flags": os.environ.get("XLA_FLAGS", "")})
+    emit({"gflops": max(rates.values()), "detail": rates, "devices": devices})
 
 
 def roofline_torch_worker(case: Case, threads: int) -> None:
@@ -286,22 +297,26 @@ def worker(args: argparse.Namespace) -> None:
     if args.worker == "engine":
         engine_worker(case)
     elif args.worker == "torch":
-        torch_worker(case, args.threads, args.torch_variants or case.n_variants)
+        torch_worker(case, args.threads or cores(), args.torch_variants or case.n_variants)
     elif args.worker == "roofline-xla":
         roofline_xla_worker(case)
     elif args.worker == "roofline-torch":
-        roofline_torch_worker(case, args.threads)
+        roofline_torch_worker(case, args.threads or cores())
 
 
 # ------------------------------------------------------------------------------------- driver
-def spawn(kind: str, case_name: str, threads: int, torch_variants: int | None = None) -> dict:
-    """Run one worker in a fresh interpreter; its result plus the whole process's wall-clock seconds."""
+def spawn(kind: str, case_name: str, threads: int, torch_variants: int | None = None, xla_flags=None) -> dict:
+    """Run one worker in a fresh interpreter; its result plus the whole process's wall-clock seconds.
+    ``xla_flags`` (a string) replaces XLA_FLAGS for that process."""
     command = [sys.executable, str(Path(__file__).resolve()), "--worker", kind, "--case", case_name]
     command += ["--threads", str(threads)]
     if torch_variants:
         command += ["--torch-variants", str(torch_variants)]
+    env = dict(os.environ)
+    if xla_flags is not None:
+        env["XLA_FLAGS"] = xla_flags
     start = time.perf_counter()
-    proc = subprocess.run(command, capture_output=True, text=True, check=False)
+    proc = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
     wall = time.perf_counter() - start
     lines = [line for line in proc.stdout.splitlines() if line.startswith(MARK)]
     if proc.returncode != 0 or not lines:
@@ -315,7 +330,31 @@ def has_torch() -> bool:
     return importlib.util.find_spec("torch") is not None
 
 
-def bench_case(name: str, repeats: int, threads: int, torch_variants: int | None) -> dict:
+def xla_roofline(name: str, xla_flags: str | None) -> dict:
+    """XLA's batched dot with the engine's XLA_FLAGS and, on a multi-core CPU, with one XLA device per core
+    (the variant axis sharded over them): the better of the two."""
+    configs = {"engine flags": xla_flags}
+    base = os.environ.get("XLA_FLAGS", "") if xla_flags is None else xla_flags
+    if cores() > 1 and "device_count" not in base:
+        configs[f"{cores()} CPU devices"] = f"{base} --xla_force_host_platform_device_count={cores()}".strip()
+    results = {label: spawn("roofline-xla", name, 1, xla_flags=flags) for label, flags in configs.items()}
+    detail = {f"{label} {kind}": rate for label, r in results.items() for kind, rate in r["detail"].items()}
+    return {"gflops": max(detail.values()), "detail": detail}
+
+
+def torch_threads(name: str, case: Case, threads: int | None) -> tuple[int, dict]:
+    """The PyTorch loop's thread count: ``threads`` if given, else the faster of (cores, 1) on a short probe
+    (on a shared machine PyTorch's OpenMP threads can be many times slower than one thread)."""
+    if threads is not None:
+        return threads, {}
+    probe = {t: spawn("torch", name, t, min(2, case.n_variants)) for t in sorted({cores(), 1}, reverse=True)}
+    per_variant = {t: r["loop_seconds"] / r["variants_timed"] for t, r in probe.items()}
+    return min(per_variant, key=per_variant.get), per_variant
+
+
+def bench_case(
+    name: str, repeats: int, threads: int | None, torch_variants: int | None, xla_flags: str | None
+) -> dict:
     case = CASES[name]
     print(
         f"\n== {name}: width {case.width}, depth {case.depth}, batch {case.batch}, "
@@ -330,14 +369,22 @@ def bench_case(name: str, repeats: int, threads: int, torch_variants: int | None
     if torch_variants is not None:
         torch_variants = min(torch_variants, case.n_variants)
     rows: dict = {"case": asdict(case), "engine": [], "torch": []}
-    rows["roofline_xla"] = spawn("roofline-xla", name, threads)
+    rows["roofline_xla"] = xla_roofline(name, xla_flags)
     if torch_ok:
-        rows["roofline_torch"] = spawn("roofline-torch", name, threads)
+        rows["roofline_torch"] = spawn("roofline-torch", name, cores())
+        chosen, probe = torch_threads(name, case, threads)
+        if probe:
+            print(
+                "   pytorch thread probe (s per variant): "
+                + ", ".join(f"{t} threads {s:.2f}" for t, s in probe.items())
+                + f" -> {chosen} threads",
+                flush=True,
+            )
     for _ in range(repeats):
-        rows["engine"].append(spawn("engine", name, threads))
+        rows["engine"].append(spawn("engine", name, 1, xla_flags=xla_flags))
         print(f"   engine run: {rows['engine'][-1]['process_seconds']:.1f} s", flush=True)
         if torch_ok:
-            rows["torch"].append(spawn("torch", name, threads, torch_variants))
+            rows["torch"].append(spawn("torch", name, chosen, torch_variants))
             print(f"   pytorch run: {rows['torch'][-1]['process_seconds']:.1f} s", flush=True)
     return summarise(name, case, rows)
 
@@ -397,7 +444,7 @@ def summarise(name: str, case: Case, rows: dict) -> dict:
         )
     print(
         f"   roofline [{case.n_variants},{case.batch},{case.width}]x[{case.n_variants},{case.width},"
-        f"{case.width}] batched matmul: {roofline:.1f} GFLOP/s (XLA {detail})"
+        f"{case.width}] batched matmul: {roofline:.1f} GFLOP/s (XLA: {detail})"
     )
     if "speedup" in summary:
         verdict = "ok" if summary["speedup"] >= case.speedup_target else "MISSED"
@@ -420,7 +467,10 @@ def main() -> None:
     )
     parser.add_argument("--case", choices=[*CASES, "all"], default="all")
     parser.add_argument("--repeats", type=int, default=1, help="engine/PyTorch runs per case (best kept)")
-    parser.add_argument("--threads", type=int, default=cores(), help="PyTorch threads (default: cores)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="PyTorch threads (default: the faster of cores and 1)"
+    )
+    parser.add_argument("--xla-flags", default=None, help="XLA_FLAGS for the engine (default: inherited)")
     parser.add_argument("--torch-variants", type=int, default=None, help="time K variants, extrapolate")
     parser.add_argument("--json", type=Path, default=None, help="also write the summaries here")
     parser.add_argument("--worker", choices=["engine", "torch", "roofline-xla", "roofline-torch"])
@@ -430,14 +480,17 @@ def main() -> None:
         return
     import platform
 
+    flags = os.environ.get("XLA_FLAGS", "") if args.xla_flags is None else args.xla_flags
     print(
         f"{platform.processor() or platform.machine()}, {cores()} cores, python {platform.python_version()}, "
-        f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}, load average {os.getloadavg()[0]:.1f}"
+        f"engine XLA_FLAGS={flags!r}, load average {os.getloadavg()[0]:.1f}"
     )
     if os.getloadavg()[0] > 0.5 * cores():
         print("   note: the machine is busy; timings (PyTorch's threads most) suffer; try --repeats 3")
     names = list(CASES) if args.case == "all" else [args.case]
-    summaries = [bench_case(name, args.repeats, args.threads, args.torch_variants) for name in names]
+    summaries = [
+        bench_case(name, args.repeats, args.threads, args.torch_variants, args.xla_flags) for name in names
+    ]
     if args.json:
         args.json.write_text(json.dumps(summaries, indent=2))
 

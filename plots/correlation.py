@@ -24,8 +24,10 @@ def correlation_maps_figure(ds: xr.Dataset) -> Figure:
     activation = run_config(ds)["model"]["activation"]
     c = ds["c_layer"]
     depth = int(ds["depth"].max()) if "depth" in ds.dims else int(run_config(ds)["model"]["depth"])
-    for dim in [d for d in c.dims if d not in ("sigma_w2", "sigma_b2", "layer", "pair", "seed")]:
-        c = c.isel({dim: 0})
+    held = {d: 0 for d in c.dims if d not in ("sigma_w2", "sigma_b2", "layer", "pair", "seed")}
+    c = c.isel(held)  # other swept dims: their first value
+    chi_1, q_star = ds["chi_1"].isel({d: 0 for d in held if d in ds["chi_1"].dims}), ds["q_star"]
+    q_star = q_star.isel({d: 0 for d in held if d in q_star.dims})
     sigma_b2s = ds["sigma_b2"].values
     fig, axes = plt.subplots(
         1, len(sigma_b2s), figsize=(4.2 * len(sigma_b2s), 4), squeeze=False, constrained_layout=True
@@ -37,10 +39,10 @@ def correlation_maps_figure(ds: xr.Dataset) -> Figure:
             point = c.sel(sigma_w2=sigma_w2, sigma_b2=sigma_b2)
             now = point.sel(layer=slice(1, depth - 1)).values.ravel()
             nxt = point.sel(layer=slice(2, depth)).values.ravel()
-            chi = float(ds["chi_1"].sel(sigma_w2=sigma_w2, sigma_b2=sigma_b2))
+            chi = float(chi_1.sel(sigma_w2=sigma_w2, sigma_b2=sigma_b2))
             ax.plot(now, nxt, "o", ms=2.5, alpha=0.5, color=colour)
-            q_star = float(ds["q_star"].sel(sigma_w2=sigma_w2, sigma_b2=sigma_b2))
-            theory = np.asarray(correlation_map(activation, grid, q_star, sigma_w2, sigma_b2))
+            q = float(q_star.sel(sigma_w2=sigma_w2, sigma_b2=sigma_b2))
+            theory = np.asarray(correlation_map(activation, grid, q, sigma_w2, sigma_b2))
             ax.plot(grid, theory, "-", color=colour, label=rf"$\sigma_w^2$={sigma_w2:g} ($\chi_1$={chi:.2f})")
         ax.plot([-0.2, 1], [-0.2, 1], color="grey", lw=0.8, ls=":")
         ax.set_xlim(-0.2, 1.02)

@@ -14,6 +14,7 @@ from plots.gradients import gradient_norms_figure
 from plots.init_schemes import init_schemes_figure
 from plots.phase_diagram import phase_diagram_figure
 from plots.signal import signal_propagation_figure
+from plots.spectra import SPECTRA_FIGURES
 from plots.training import training_curves_figure
 from plots.vanishing import vanishing_figure
 
@@ -40,11 +41,14 @@ FIGURES: dict[str, tuple[Callable[[xr.Dataset], Figure], Applies]] = {
     "gradient_norms": (gradient_norms_figure, needs("layer", trained=True, without=("sigma_b2",))),
     "training_curves": (training_curves_figure, needs("step", trained=True)),
     "signal_propagation": (signal_propagation_figure, needs("sigma_w2", "layer", without=("sigma_b2",))),
-    "correlation_maps": (correlation_maps_figure, needs("sigma_w2", "sigma_b2", "pair")),
-    "order_chaos": (order_chaos_theory_figure, needs("sigma_w2", "sigma_b2")),
+    "correlation_maps": (
+        correlation_maps_figure,
+        needs("sigma_w2", "sigma_b2", "pair", without=("activation",)),
+    ),
+    "order_chaos": (order_chaos_theory_figure, needs("sigma_w2", "sigma_b2", without=("activation",))),
     "vanishing_exploding": (vanishing_figure, needs("sigma_w2", "layer", trained=True, without=("depth",))),
     "init_schemes": (init_schemes_figure, needs("sigma_w2", "depth", "init", trained=True)),
-}
+} | {name: (make, needs(*dims)) for name, (make, dims) in SPECTRA_FIGURES.items()}
 
 
 def draw_all(ds: xr.Dataset, folder: str | Path) -> list[Path]:

@@ -42,6 +42,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr
@@ -49,13 +51,14 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
 from plots.common import run_config, spread
+from sweep.activations import get_activation
 from sweep.theory.free_probability import d2_law, jacobian_moments, singular_value_density
 from sweep.theory.mean_field import chi_1
 
 FLOOR_DECADES = 5.0  # float32 exact route: sigma below ~1e-6 sigma_max is round-off; one decade of margin
 MAX_CURVES = 3
 MAX_ROWS = 4
-N_BINS = 32
+N_BINS = 28
 _LN10 = math.log(10.0)
 _POOLED = ("seed", "jacobian_input", "sv")
 _DRAWN = ("activation", "sigma_w2", "sigma_b2", "depth", "init")
@@ -144,7 +147,9 @@ def _measured_step(ds: xr.Dataset, step: int) -> xr.DataArray:
         raise ValueError(f"step {step} not recorded; recorded steps: {list(ds['step'].values)}")
     sv = ds["jacobian_log10_sv"].sel(step=step)
     if np.isnan(sv.values).all():
-        raise ValueError(f"the Jacobian spectrum was not measured at step {step} (see measure.jacobian_every)")
+        raise ValueError(
+            f"the Jacobian spectrum was not measured at step {step} (see measure.jacobian_every)"
+        )
     return sv
 
 
@@ -204,14 +209,16 @@ def spectra_figure(ds: xr.Dataset, step: int = 0) -> Figure:
         constrained_layout=True,
     )
     for row, depth in enumerate(depths):
-        for col, init in enumerate(inits):
-            ax = axes[row, col]
+        panels = []
+        for init in inits:
             values = [
                 sv.sel(**_where(ds, depth=depth, init=init), **curve.select, **held).values.ravel()
                 for curve in lines
             ]
-            values = [v[~np.isnan(v)] for v in values]  # -inf (exact zeros) stays: it counts, below the floor
-            _spectra_panel(ax, lines, values, depth, init)
+            panels.append([v[~np.isnan(v)] for v in values])  # -inf (exact zeros) stays: counted below floor
+        span = _row_span(panels)
+        for col, init in enumerate(inits):
+            _spectra_panel(axes[row, col], lines, panels[col], depth, init, span)
     handles = [plt.Line2D([], [], color=c, lw=6, alpha=0.4) for c in _COLOURS[: len(lines)]]
     fig.legend(
         handles,
@@ -230,22 +237,46 @@ def spectra_figure(ds: xr.Dataset, step: int = 0) -> Figure:
     return fig
 
 
-def _spectra_panel(
-    ax: plt.Axes, lines: list[Curve], values: list[np.ndarray], depth: int, init: str
-) -> None:
-    ax.set_title(f"depth {depth} (J: {depth - 1} factors D W), {_INIT_NAMES.get(init, init)}", fontsize=9)
-    ax.set_xlabel(r"$\log_{10}\sigma$,  $\sigma$ = singular value of J")
-    ax.set_ylabel(r"density per unit $\log_{10}\sigma$")
+def _panel_range(values: list[np.ndarray]) -> tuple[float, float, float] | None:
+    """(floor, low, top) in log10 sigma for one panel: the round-off floor, the lowest resolved value worth
+    showing and the largest value; None if nothing was measured."""
     finite = np.concatenate([v[np.isfinite(v)] for v in values])
     if finite.size == 0:
-        ax.text(0.5, 0.5, "not measured", ha="center", transform=ax.transAxes)
-        return
+        return None
     top = float(finite.max())
     floor = top - FLOOR_DECADES
-    resolved = finite[finite >= floor]
-    low = max(floor, float(np.quantile(resolved, 0.002)) - 0.2)
-    bins = np.linspace(low, top + 0.05, N_BINS + 1)
-    x = np.linspace(floor, top + 1.0, 700)
+    return floor, max(floor, float(np.quantile(finite[finite >= floor], 0.002)) - 0.2), top
+
+
+def _row_span(panels: list[list[np.ndarray]]) -> tuple[float, float] | None:
+    """Common x range of a row of panels (Gaussian and orthogonal side by side, on one scale)."""
+    ranges = [r for r in (_panel_range(values) for values in panels) if r is not None]
+    if not ranges:
+        return None
+    return min(r[1] for r in ranges), max(r[2] for r in ranges) + 0.05
+
+
+def _spectra_panel(
+    ax: plt.Axes,
+    lines: list[Curve],
+    values: list[np.ndarray],
+    depth: int,
+    init: str,
+    span: tuple[float, float] | None,
+) -> None:
+    factors = f"{depth - 1} factor{'s' if depth != 2 else ''}"
+    ax.set_title(f"depth {depth} (J: {factors} D W), {_INIT_NAMES.get(init, init)}", fontsize=9)
+    ax.set_xlabel(r"$\log_{10}\sigma$,  $\sigma$ = singular value of J")
+    ax.set_ylabel(r"density per unit $\log_{10}\sigma$")
+    panel = _panel_range(values)
+    if panel is None or span is None:
+        ax.text(0.5, 0.5, "not measured", ha="center", transform=ax.transAxes)
+        return
+    floor, top = panel[0], panel[2]
+    bins = np.linspace(max(span[0], floor), span[1], N_BINS + 1)
+    x = np.concatenate(
+        [np.linspace(floor - 3.0, floor, 150, endpoint=False), np.linspace(floor, top + 1.0, 700)]
+    )
     texts, peak = [], 0.0
     for curve, colour, v in zip(lines, _COLOURS, values, strict=False):
         if v.size == 0:
@@ -267,8 +298,7 @@ def _spectra_panel(
             inside = (x >= bins[0]) & (x <= bins[-1])
             ax.plot(x[inside], theory.density[inside], color=colour, lw=1.7)
             peak = max(peak, float(np.nanmax(theory.density[inside], initial=0.0)))
-            above = float(np.trapezoid(theory.density, x)) + sum(m for loc, m in atoms_above)
-            below += f" / {max(1.0 - above, 0.0):.2f} pred"
+            below += f" / {predicted_below(theory, floor):.2f} pred"
         zero_atom = sum(m for loc, m in theory.atoms if loc == 0.0)
         text = f"{curve.activation}: below floor {below}"
         if zero_atom > 0:
@@ -278,42 +308,87 @@ def _spectra_panel(
             ax.axvline(math.log10(loc), color=colour, lw=1.3, ls="--")
             texts.append((f"{curve.activation}: atom {mass:.2f} at sigma = {loc:.3g} (dashed)", colour))
     ax.axvline(0.0, color="grey", lw=0.6, ls=":")
-    ax.set_xlim(bins[0], bins[-1])
+    ax.set_xlim(*span)
     ax.set_ylim(0.0, 1.25 * peak * (1.0 + 0.12 * len(texts)) if peak > 0 else 1.0)
     for i, (text, colour) in enumerate(texts):
         ax.text(0.02, 0.97 - 0.085 * i, text, color=colour, fontsize=6.5, va="top", transform=ax.transAxes)
 
 
+def predicted_below(theory: _Theory, floor: float) -> float:
+    """Predicted fraction of singular values below ``10**floor``: the atom at 0, the continuous density
+    integrated over the grid below the floor (trapezoid in log10 sigma), and the tail below the grid.
+
+    Integrating below the floor, not "1 - mass above", avoids the top edge, where the density can have an
+    integrable spike (one orthogonal factor) that a grid misses. Below the grid the density per log10(sigma)
+    falls like a power of sigma (sigma^(2/n) for n factors): the tail is extrapolated with the slope of
+    log10(density) over the lowest 0.3 decade of the grid."""
+    x, rho = theory.x, theory.density
+    seg = x <= floor
+    mass = float(np.trapezoid(rho[seg], x[seg]))
+    k = int(np.searchsorted(x, x[0] + 0.3))
+    if rho[0] > 0.0 and rho[k] > rho[0]:
+        mass += float(rho[0] / (math.log10(rho[k] / rho[0]) / (x[k] - x[0]) * _LN10))
+    zero = sum(m for loc, m in theory.atoms if loc == 0.0)
+    return min(zero + mass, 1.0)
+
+
 # -------------------------------------------------------------------------------------- spread figure
-@functools.lru_cache(maxsize=4096)
-def _d2_moments(activation: str, sigma_w2: float, sigma_b2: float, q: float) -> tuple[float, float]:
-    """(mu1, mu2) of D^2 = phi'(h)^2, h ~ N(0, q) (q rounded by the caller: cached)."""
-    law = d2_law(activation, sigma_w2, sigma_b2, q_star=q)
-    return law.mu1, law.mu2
+_TWO_POINT = frozenset({"relu", "hard_tanh", "linear"})  # D^2 in {0, 1}: closed forms in d2_law
+
+
+@functools.cache
+def _d2_quadrature(activation: str) -> tuple[Callable[[np.ndarray], np.ndarray], np.ndarray, np.ndarray]:
+    """phi'(h)^2 (jitted, vectorised) and a Gauss-Legendre rule for N(0, 1) on [-10, 0] U [0, 10] (split at
+    0, so exact across a kink there)."""
+    dphi = jax.jit(jax.vmap(jax.grad(get_activation(activation))))
+    t, wt = np.polynomial.legendre.leggauss(200)
+    x = 5.0 * (t + 1.0)
+    w = 5.0 * wt * np.exp(-0.5 * x**2)
+    nodes, weights = np.concatenate([-x[::-1], x]), np.concatenate([w[::-1], w])
+
+    def d2(h: np.ndarray) -> np.ndarray:
+        flat = np.asarray(dphi(jnp.asarray(np.ravel(h), jnp.float32)), np.float64)
+        return flat.reshape(np.shape(h)) ** 2
+
+    return d2, nodes, weights / weights.sum()
+
+
+def d2_moments(
+    activation: str, sigma_w2: float, sigma_b2: float, q: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(mu1, mu2) = (E[phi'(h)^2], E[phi'(h)^4]), h ~ N(0, q), at each q (the moments of the D^2 law)."""
+    q = np.asarray(q, np.float64)
+    if activation in _TWO_POINT:
+        laws = [d2_law(activation, sigma_w2, sigma_b2, q_star=float(v)) for v in q.ravel()]
+        mu1 = np.array([law.mu1 for law in laws]).reshape(q.shape)
+        return mu1, np.array([law.mu2 for law in laws]).reshape(q.shape)
+    d2, nodes, weights = _d2_quadrature(activation)
+    values = d2(np.sqrt(np.maximum(q, 0.0))[..., None] * nodes)
+    return values @ weights, values**2 @ weights
 
 
 def layer_resolved_moments(
-    activation: str, sigma_w2: float, init: str, q_layers: np.ndarray, sigma_b2: float = 0.0
+    activation: str, sigma_w2: float, sigma_b2: float, init: str, q_layers: np.ndarray
 ) -> tuple[float, float]:
-    """(mean, var/mean^2) of the eigenvalues of J J^T, N = inf, with factor l's D law at ``q_layers[l]``
-    (the pre-activation variance of hidden layers 2..L): the mean is the product of sigma_w2 mu1(q^l), the
-    relative variance the sum of mu2/mu1^2 - 1 over the layers plus 1 per Gaussian W (0 orthogonal)."""
-    log_mean, rel = 0.0, 0.0
-    for q in np.asarray(q_layers, np.float64):
-        mu1, mu2 = _d2_moments(activation, sigma_w2, sigma_b2, float(f"{q:.4g}"))
-        if mu1 <= 0.0:
-            return 0.0, math.nan
-        log_mean += math.log(sigma_w2 * mu1)
-        rel += mu2 / mu1**2 - 1.0 + (1.0 if init == "gaussian" else 0.0)
-    return math.exp(log_mean), rel
-
-
-def _moments(curve: Curve, n_factors: int, init: str) -> tuple[float, float]:
-    """(mean, var/mean^2) at q* from ``jacobian_moments``; NaN where the theory has no answer."""
-    if n_factors < 1:
+    """(mean, var/mean^2) of the eigenvalues of J J^T at N = inf with factor l's D law taken at
+    ``q_layers[l]`` (the pre-activation variance of hidden layers 2..L) instead of q*. Free multiplicative
+    convolution multiplies the means (sigma_w2 mu1(q^l) per layer) and adds the relative variances
+    (mu2/mu1^2 - 1 per D^2, plus 1 per Gaussian W W^T, 0 per orthogonal one)."""
+    q = np.asarray(q_layers, np.float64)
+    if q.size == 0:
         return 1.0, 0.0
+    mu1, mu2 = d2_moments(activation, sigma_w2, sigma_b2, q)
+    if (mu1 <= 0.0).any():
+        return 0.0, math.nan
+    s_w = 1.0 if init == "gaussian" else 0.0
+    return float(np.exp(np.sum(np.log(sigma_w2 * mu1)))), float(np.sum(mu2 / mu1**2 - 1.0 + s_w))
+
+
+def _moments(curve: Curve, init: str) -> tuple[float, float]:
+    """(chi, r) with mean = chi^n and var/mean^2 = n r for n factors, from ``jacobian_moments`` at q* (one
+    factor; both laws are exact in n, see sweep.theory.free_probability); NaN where it has no answer."""
     try:
-        m = jacobian_moments(curve.activation, curve.sigma_w2, curve.sigma_b2, n_factors, init)
+        m = jacobian_moments(curve.activation, curve.sigma_w2, curve.sigma_b2, 1, init)
     except (ValueError, RuntimeError):
         return math.nan, math.nan
     return m.mean, (m.variance / m.mean**2 if m.mean > 0 else math.nan)
@@ -342,9 +417,10 @@ def spectral_spread_figure(ds: xr.Dataset, step: int = 0) -> Figure:
             name = f"{curve.activation}, {_INIT_NAMES.get(init, init)}"
             _seed_errorbars(left, rel, colour, marker, f"{name}: measured")
             _seed_errorbars(right, msq, colour, marker, None)
-            at_q = np.array([_moments(curve, n - 1, init) for n in fine])
-            left.plot(fine, np.where(at_q[:, 1] > 0, at_q[:, 1], np.nan), ls=ls, color=colour, lw=1.2)
-            right.plot(fine, at_q[:, 0], ls=ls, color=colour, lw=1.2)
+            chi, r = _moments(curve, init)
+            if r > 0:
+                left.plot(fine, (fine - 1) * r, ls=ls, color=colour, lw=1.2)
+            right.plot(fine, chi ** (fine - 1.0), ls=ls, color=colour, lw=1.2)
             if step == 0 and "q_layer" in ds:
                 resolved = _layer_resolved(ds, curve, init, select)
                 left.plot(depths, resolved[:, 1], "x", color=colour, ms=7, mew=1.5)
@@ -368,7 +444,7 @@ def spectral_spread_figure(ds: xr.Dataset, step: int = 0) -> Figure:
     right.axhline(1.0, color="grey", lw=0.6, ls=":")
     fig.suptitle(
         f"Jacobian spectral spread vs depth (Pennington et al. 2017): {_what(ds, step)}{held_note}\n"
-        "markers: seed mean of the per-input values (filled: Gaussian W, open: orthogonal W; bars: seed range); "
+        "markers: seed mean of per-input values (filled: Gaussian W, open: orthogonal W; bars: seed range); "
         + ", ".join(curve.label for curve in lines),
         fontsize=8,
     )
@@ -382,12 +458,10 @@ def _layer_resolved(ds: xr.Dataset, curve: Curve, init: str, select: dict[str, A
         q = ds["q_layer"].sel(**select, **_where(ds, depth=depth))
         q = q.mean("seed") if "seed" in q.dims else q
         q = q.sel(layer=slice(2, depth)).values
-        if q.size == 0:
-            out.append((1.0, 0.0))
-        elif not np.isfinite(q).all():
+        if not np.isfinite(q).all():
             out.append((math.nan, math.nan))
         else:
-            out.append(layer_resolved_moments(curve.activation, curve.sigma_w2, init, q, curve.sigma_b2))
+            out.append(layer_resolved_moments(curve.activation, curve.sigma_w2, curve.sigma_b2, init, q))
     return np.asarray(out, np.float64)
 
 
@@ -420,7 +494,9 @@ __all__ = [
     "SPECTRA_FIGURES",
     "Curve",
     "curves",
+    "d2_moments",
     "layer_resolved_moments",
+    "predicted_below",
     "spectra_figure",
     "spectral_spread_figure",
 ]

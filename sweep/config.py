@@ -329,8 +329,8 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 def named_overrides(raw: Mapping[str, Any], table: str, name: str | None, source: str) -> list[str]:
     """The ``--set`` strings listed under ``[table] name = [...]`` (``scales`` or ``runs``); [] if no name."""
-    if name is None:
-        return []
+    if name is None or (table == "scales" and table not in raw):
+        return []  # a file without [scales] runs as written at every scale
     options = raw.get(table, {})
     if name not in options:
         raise ConfigError(f"{source}: [{table}] has no entry {name!r}; it has {sorted(options)}")
