@@ -9,8 +9,8 @@ variants), in the same run:
 - **pytorch loop**: the sequential script, one ``nn.Sequential`` per variant with the same init
   (``W ~ N(0, sigma_w2/fan_in)``, ``b ~ N(0, sigma_b2)``), SGD, same batch and steps, cross-entropy,
   measured (loss, accuracies, gradient norms) at step 0 and at the end like the engine; a fresh process,
-  timed whole. Threads: ``--threads``, else the faster of (cores, 1) on a two-variant probe (on a shared
-  machine PyTorch's OpenMP threads can be several times slower than one thread).
+  timed whole. Threads: ``--threads``, else the faster of (cores, 1) on a short probe (two variants of
+  40 steps; on a shared machine PyTorch's OpenMP threads can be many times slower than one thread).
 - **roofline**: the best batched-matmul throughput at the training shape ``[V, B, N] x [V, N, N]``: the
   fastest of XLA's batched dot (``jax.jit`` of ``einsum`` and of ``lax.dot_general``; with the engine's
   XLA_FLAGS and with one XLA CPU device per core, the batch axis sharded) and ``torch.bmm`` (cores and
@@ -171,7 +171,7 @@ def gaussian_mixture(case: Case):
     return x[: case.n_train], y[: case.n_train], x[case.n_train :], y[case.n_train :]
 
 
-def torch_worker(case: Case, threads: int, n_variants: int) -> None:
+def torch_worker(case: Case, threads: int, n_variants: int, steps: int | None = None) -> None:
     """The sequential PyTorch script: one network after another."""
     start = time.perf_counter()
     import torch
@@ -208,14 +208,15 @@ def torch_worker(case: Case, threads: int, n_variants: int) -> None:
         return loss.item()
 
     setup = time.perf_counter()
-    final_losses, diverged = [], 0
+    final_losses, diverged, variant_seconds = [], 0, []
     for sigma_w2, seed in case.variants()[:n_variants]:
+        began = time.perf_counter()
         torch.manual_seed(seed)
         model = network(sigma_w2)
         optimizer = torch.optim.SGD(model.parameters(), lr=case.learning_rate)
         batches = torch.Generator().manual_seed(seed)
         measure(model)
-        for _ in range(case.steps):
+        for _ in range(steps or case.steps):
             rows = torch.randint(0, case.n_train, (case.batch,), generator=batches)
             loss = F.cross_entropy(model(x_train[rows]), y_train[rows])
             optimizer.zero_grad(set_to_none=True)
@@ -224,12 +225,15 @@ def torch_worker(case: Case, threads: int, n_variants: int) -> None:
         final = measure(model)
         diverged += not math.isfinite(final)
         final_losses.append(final)
+        variant_seconds.append(time.perf_counter() - began)
     done = time.perf_counter()
     emit(
         {
             "setup_seconds": setup - start,
             "loop_seconds": done - setup,
             "variants_timed": n_variants,
+            "steps": steps or case.steps,
+            "variant_seconds": variant_seconds,
             "final_train_loss": final_losses,
             "diverged": diverged,
             "threads": threads,
@@ -297,7 +301,7 @@ def worker(args: argparse.Namespace) -> None:
     if args.worker == "engine":
         engine_worker(case)
     elif args.worker == "torch":
-        torch_worker(case, args.threads or cores(), args.torch_variants or case.n_variants)
+        torch_worker(case, args.threads or cores(), args.torch_variants or case.n_variants, args.probe_steps)
     elif args.worker == "roofline-xla":
         roofline_xla_worker(case)
     elif args.worker == "roofline-torch":
@@ -305,13 +309,22 @@ def worker(args: argparse.Namespace) -> None:
 
 
 # ------------------------------------------------------------------------------------- driver
-def spawn(kind: str, case_name: str, threads: int, torch_variants: int | None = None, xla_flags=None) -> dict:
+def spawn(
+    kind: str,
+    case_name: str,
+    threads: int,
+    torch_variants: int | None = None,
+    xla_flags: str | None = None,
+    probe_steps: int | None = None,
+) -> dict:
     """Run one worker in a fresh interpreter; its result plus the whole process's wall-clock seconds.
     ``xla_flags`` (a string) replaces XLA_FLAGS for that process."""
     command = [sys.executable, str(Path(__file__).resolve()), "--worker", kind, "--case", case_name]
     command += ["--threads", str(threads)]
     if torch_variants:
         command += ["--torch-variants", str(torch_variants)]
+    if probe_steps:
+        command += ["--probe-steps", str(probe_steps)]
     env = dict(os.environ)
     if xla_flags is not None:
         env["XLA_FLAGS"] = xla_flags
@@ -344,12 +357,14 @@ def xla_roofline(name: str, xla_flags: str | None) -> dict:
 
 def torch_threads(name: str, case: Case, threads: int | None) -> tuple[int, dict]:
     """The PyTorch loop's thread count: ``threads`` if given, else the faster of (cores, 1) on a short probe
-    (on a shared machine PyTorch's OpenMP threads can be many times slower than one thread)."""
+    (two variants of at most 40 steps, the second timed; on a shared machine PyTorch's OpenMP threads can
+    be many times slower than one thread)."""
     if threads is not None:
         return threads, {}
-    probe = {t: spawn("torch", name, t, min(2, case.n_variants)) for t in sorted({cores(), 1}, reverse=True)}
-    per_variant = {t: r["loop_seconds"] / r["variants_timed"] for t, r in probe.items()}
-    return min(per_variant, key=per_variant.get), per_variant
+    steps = min(case.steps, 40)
+    probe = {t: spawn("torch", name, t, 2, probe_steps=steps) for t in sorted({cores(), 1}, reverse=True)}
+    per_step = {t: r["variant_seconds"][-1] / steps for t, r in probe.items()}
+    return min(per_step, key=per_step.get), per_step
 
 
 def bench_case(
@@ -375,8 +390,8 @@ def bench_case(
         chosen, probe = torch_threads(name, case, threads)
         if probe:
             print(
-                "   pytorch thread probe (s per variant): "
-                + ", ".join(f"{t} threads {s:.2f}" for t, s in probe.items())
+                "   pytorch thread probe (ms per step): "
+                + ", ".join(f"{t} threads {1e3 * s:.1f}" for t, s in probe.items())
                 + f" -> {chosen} threads",
                 flush=True,
             )
@@ -407,11 +422,14 @@ def summarise(name: str, case: Case, rows: dict) -> dict:
         "roofline_fraction": steady / roofline,
         "engine_runs": [r["process_seconds"] for r in rows["engine"]],
     }
+    rest = engine["run_call_seconds"] - engine["compile_seconds"] - engine["run_seconds"]
+    summary["engine_rest_seconds"] = rest  # data, init transfer, assembly, theory predictions
     print(f"   {'':30s}{'whole process':>15s}   detail")
     print(
         f"   {'engine (sweep.engine.run)':30s}{engine['process_seconds']:13.1f} s   "
         f"imports {engine['import_seconds']:.1f} s, compile {engine['compile_seconds']:.1f} s, "
-        f"run {engine['run_seconds']:.1f} s = {steady:.1f} GFLOP/s; diverged {engine['diverged']}"
+        f"run {engine['run_seconds']:.1f} s = {steady:.1f} GFLOP/s, rest of run() {rest:.1f} s; "
+        f"diverged {engine['diverged']}"
     )
     if rows["torch"]:
         t = min(rows["torch"], key=lambda r: r["process_seconds"])
@@ -472,6 +490,7 @@ def main() -> None:
     )
     parser.add_argument("--xla-flags", default=None, help="XLA_FLAGS for the engine (default: inherited)")
     parser.add_argument("--torch-variants", type=int, default=None, help="time K variants, extrapolate")
+    parser.add_argument("--probe-steps", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--json", type=Path, default=None, help="also write the summaries here")
     parser.add_argument("--worker", choices=["engine", "torch", "roofline-xla", "roofline-torch"])
     args = parser.parse_args()

@@ -439,7 +439,7 @@ def spectral_spread_figure(ds: xr.Dataset, step: int = 0) -> Figure:
     left.set_ylabel(r"var($\lambda$) / mean($\lambda$)$^2$,   $\lambda$ = eigenvalue of $JJ^T = \sigma^2$")
     left.set_title("spread of the spectrum of J J^T (dynamical isometry: 0)", fontsize=9)
     left.legend(fontsize=6.5, loc="upper left")
-    right.set_ylabel(r"mean squared singular value $m_1$ of J")
+    right.set_ylabel(r"mean squared singular value $m_1$ of J (geometric mean over inputs)")
     right.set_title(r"mean squared singular value (lines: $\chi_1^{L-1}$ = 1 at criticality)", fontsize=9)
     right.axhline(1.0, color="grey", lw=0.6, ls=":")
     fig.suptitle(

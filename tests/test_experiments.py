@@ -21,7 +21,11 @@ def tiny_overrides(path: Path, run: str | None) -> list[str]:
     experiment = load_experiment(path, scale="quick", run=run)
     swept = {axis.field for axis in experiment.axes}
     steps = 4 if experiment.base.train.steps or "train.steps" in swept else 0
+    first_activation = [
+        f"model.activation={a.values[0]}" for a in experiment.axes if a.field == "model.activation"
+    ]
     return [
+        *first_activation,  # fewer compiled groups; the figures need depth and init, not activation
         "model.width=8",
         "model.depth=[2, 3]" if "model.depth" in swept else "model.depth=3",
         f"train.steps={steps}",
