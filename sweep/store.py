@@ -132,11 +132,6 @@ def read_chunk(path: Path) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarra
         return data["grid_index"], outputs, data["record_steps"]
 
 
-def chunk_names(directory: Path) -> set[str]:
-    """Names of the chunks saved in a run directory."""
-    return {p.stem for p in (directory / CHUNKS).glob("*.npz")}
-
-
 # ------------------------------------------------------------------------------------------- results
 def write_config(directory: Path, experiment: Experiment) -> None:
     with atomic_write(directory / CONFIG) as f:
