@@ -83,6 +83,18 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="tanh MLP on MNIST-1D: a trainability phase diagram in minutes")
     demo.add_argument("--out", type=Path, default=Path("runs/demo"))
     _add_run_options(demo)
+    submit = commands.add_parser(
+        "submit", help="submit a job array through submitit (pip install 'sweep[slurm]')"
+    )
+    submit.add_argument("experiment", type=Path)
+    submit.add_argument("--out", type=Path, required=True)
+    submit.add_argument("--array", type=int, required=True, help="number of tasks (shards)")
+    submit.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    submit.add_argument("--scale", default=None)
+    submit.add_argument("--partition", default=None)
+    submit.add_argument("--time", type=int, default=60, help="minutes per task")
+    submit.add_argument("--gpus-per-task", type=int, default=0)
+    submit.add_argument("--cluster", default=None, help="submitit cluster: slurm (default if found) or local")
     figures = commands.add_parser("figures", help="run every experiment file and collect its figures")
     figures.add_argument("experiments", nargs="*", type=Path, help="default: experiments/*.toml")
     figures.add_argument("--scale", default="quick", help="the files' [scales] entry: quick or full")
@@ -199,6 +211,26 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"{args.directory}: {s.done}/{s.variants} variants done ({s.chunks_done}/{s.chunks} chunks), "
                 f"{s.missing} missing, {s.diverged} diverged"
+            )
+            return 0
+        if args.command == "submit":
+            from sweep.submit import submit
+
+            slurm = {"timeout_min": args.time, "gpus_per_node": args.gpus_per_task}
+            if args.partition:
+                slurm["slurm_partition"] = args.partition
+            jobs = submit(
+                args.experiment,
+                args.out,
+                args.array,
+                tuple(args.overrides),
+                args.scale,
+                args.cluster,
+                **slurm,
+            )
+            print(
+                f"submitted {len(jobs)} task(s): {', '.join(str(job.job_id) for job in jobs)}; "
+                f"then `sweep status {args.out}` / `sweep merge {args.out}`"
             )
             return 0
         if args.command == "figures":

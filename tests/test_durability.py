@@ -159,3 +159,43 @@ def test_four_fake_devices_give_the_same_results(tmp_path, experiment, reference
     assert proc.returncode == 0, err
     assert "4 device(s)" in err
     assert_same(rundir.load(out), reference)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_with_jax_distributed_equal_one(tmp_path, experiment, reference):
+    out, port = tmp_path / "run", _free_port()
+    common = (
+        "run",
+        str(experiment),
+        "--out",
+        str(out),
+        "--no-plot",
+        "--quiet",
+        "--coordinator",
+        f"localhost:{port}",
+        "--num-processes",
+        "2",
+    )
+    procs = [_cli(*common, "--process-id", str(i)) for i in range(2)]
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+    assert (out / "results.nc").exists()  # written by the process that finished last
+    assert_same(rundir.load(out), reference)
+
+
+def test_submit_runs_one_shard_per_task(tmp_path, experiment, reference):
+    from sweep.submit import submit
+
+    out = tmp_path / "run"
+    jobs = submit(experiment, out, 2, cluster="local", timeout_min=10)
+    missing = sorted(job.result() for job in jobs)
+    assert missing[0] == 0  # the last task to finish saw the whole grid
+    assert_same(rundir.load(out), reference)
