@@ -250,7 +250,14 @@ _COMPILED: dict[tuple, CompiledGroup] = {}
 def variant_mesh() -> jax.sharding.Mesh:
     """A 1-D mesh over this process's devices, its axis named ``variants`` (in a multi-process run each
     process trains its own shard of chunks on its own devices)."""
-    return jax.make_mesh((jax.local_device_count(),), ("variants",), devices=jax.local_devices())
+    # Auto axis type: XLA partitions the vmapped program along the variant axis. (make_mesh's default,
+    # Explicit, made every device gather all variants' parameters and train them all.)
+    return jax.make_mesh(
+        (jax.local_device_count(),),
+        ("variants",),
+        devices=jax.local_devices(),
+        axis_types=(jax.sharding.AxisType.Auto,),
+    )
 
 
 def compile_group(spec: GroupSpec, chunk_size: int, data: TrainData) -> tuple[CompiledGroup, bool]:
