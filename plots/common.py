@@ -56,3 +56,8 @@ def describe(ds: xr.Dataset) -> str:
         f"{m.get('activation')} {m.get('arch', 'mlp')}, width {m.get('width')}, {m.get('init')} init, "
         f"{d.get('name')}, {t.get('optimizer')} lr={lr}, {t.get('steps')} steps"
     )
+
+
+def geometric_mean_over_seeds(da: xr.DataArray) -> xr.DataArray:
+    """exp(mean(log)) over ``seed`` (for quantities that vary over orders of magnitude), if swept."""
+    return np.exp(np.log(da).mean("seed")) if "seed" in da.dims else da

@@ -7,11 +7,7 @@ import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
 
-from plots.common import describe, spread
-
-
-def _geometric_mean_over_seeds(da: xr.DataArray) -> xr.DataArray:
-    return np.exp(np.log(da).mean("seed")) if "seed" in da.dims else da
+from plots.common import describe, geometric_mean_over_seeds, spread
 
 
 def gradient_norms_figure(ds: xr.Dataset, depth: int | None = None, n_curves: int = 6) -> Figure:
@@ -23,7 +19,7 @@ def gradient_norms_figure(ds: xr.Dataset, depth: int | None = None, n_curves: in
     if "depth" in da.dims:
         depth = int(depth if depth is not None else da["depth"].max())
         da = da.sel(depth=depth)
-    da = _geometric_mean_over_seeds(da)
+    da = geometric_mean_over_seeds(da)
     for dim in [d for d in da.dims if d not in ("sigma_w2", "step", "layer")]:
         da = da.isel({dim: 0})
     sigmas = spread(da["sigma_w2"].values, n_curves) if "sigma_w2" in da.dims else [None]

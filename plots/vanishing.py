@@ -11,16 +11,12 @@ import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
 
-from plots.common import describe, final_accuracy, run_config
-
-
-def _geometric_seed_mean(da: xr.DataArray) -> xr.DataArray:
-    return np.exp(np.log(da).mean("seed")) if "seed" in da.dims else da
+from plots.common import describe, final_accuracy, geometric_mean_over_seeds, run_config
 
 
 def vanishing_figure(ds: xr.Dataset) -> Figure:
     """Needs a sigma_w2 sweep at one depth (other swept dims: their first value)."""
-    grad = _geometric_seed_mean(ds["grad_norm"])
+    grad = geometric_mean_over_seeds(ds["grad_norm"])
     accuracy = final_accuracy(ds)
     accuracy = accuracy.mean("seed") if "seed" in accuracy.dims else accuracy
     chi = ds["chi_1"]

@@ -36,34 +36,33 @@ MANIFEST = "manifest.json"
 
 
 @contextlib.contextmanager
-def atomic_write(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
-    """Open a temporary file beside ``path``; on success move it onto ``path``, on failure delete it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def write_with(path: Path, writer: Callable[[str], None]) -> None:
-    """Atomically create ``path`` with a function that writes a file given its name (e.g. to_netcdf)."""
+def _replacing(path: Path) -> Iterator[str]:
+    """A temporary file name beside ``path``: moved onto ``path`` on success, deleted on failure."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        writer(tmp)
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def atomic_write(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
+    """Open a temporary file beside ``path``; on success move it onto ``path``, on failure delete it."""
+    with _replacing(path) as tmp, open(tmp, mode) as handle:
+        yield handle
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def write_with(path: Path, writer: Callable[[str], None]) -> None:
+    """Atomically create ``path`` with a function that writes a file given its name (e.g. to_netcdf)."""
+    with _replacing(path) as tmp:
+        writer(tmp)
 
 
 def holds_results(directory: Path) -> bool:
