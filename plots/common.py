@@ -61,3 +61,8 @@ def describe(ds: xr.Dataset) -> str:
 def geometric_mean_over_seeds(da: xr.DataArray) -> xr.DataArray:
     """exp(mean(log)) over ``seed`` (for quantities that vary over orders of magnitude), if swept."""
     return np.exp(np.log(da).mean("seed")) if "seed" in da.dims else da
+
+
+def hold_first(da: xr.DataArray, keep: tuple[str, ...]) -> xr.DataArray:
+    """Every dim not in ``keep`` held at its first value."""
+    return da.isel({d: 0 for d in da.dims if d not in keep})

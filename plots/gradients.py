@@ -7,7 +7,7 @@ import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
 
-from plots.common import describe, geometric_mean_over_seeds, spread
+from plots.common import describe, geometric_mean_over_seeds, hold_first, spread
 
 
 def gradient_norms_figure(ds: xr.Dataset, depth: int | None = None, n_curves: int = 6) -> Figure:
@@ -20,8 +20,7 @@ def gradient_norms_figure(ds: xr.Dataset, depth: int | None = None, n_curves: in
         depth = int(depth if depth is not None else da["depth"].max())
         da = da.sel(depth=depth)
     da = geometric_mean_over_seeds(da)
-    for dim in [d for d in da.dims if d not in ("sigma_w2", "step", "layer")]:
-        da = da.isel({dim: 0})
+    da = hold_first(da, ("sigma_w2", "step", "layer"))
     sigmas = spread(da["sigma_w2"].values, n_curves) if "sigma_w2" in da.dims else [None]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True, constrained_layout=True)
     colours = plt.cm.coolwarm(np.linspace(0, 1, len(sigmas)))

@@ -7,7 +7,7 @@ import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
 
-from plots.common import describe, final_accuracy
+from plots.common import describe, final_accuracy, hold_first
 
 SCHEMES = {1.0: "LeCun / Glorot", 2.0: "He"}  # sigma_w2 of the classic schemes for square layers
 
@@ -23,8 +23,7 @@ def init_schemes_figure(ds: xr.Dataset) -> Figure:
     accuracy = final_accuracy(ds)
     accuracy = accuracy.mean("seed") if "seed" in accuracy.dims else accuracy
     inits = list(accuracy["init"].values) if "init" in accuracy.dims else [None]
-    for dim in [d for d in accuracy.dims if d not in ("depth", "sigma_w2", "init")]:
-        accuracy = accuracy.isel({dim: 0})
+    accuracy = hold_first(accuracy, ("depth", "sigma_w2", "init"))
     critical = ds.attrs.get("critical_sigma_w2")
     fig, ax = plt.subplots(figsize=(7, 4.5), constrained_layout=True)
     colours = plt.cm.tab10(np.arange(ds.sizes["sigma_w2"]))

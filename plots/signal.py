@@ -13,14 +13,8 @@ import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
 
-from plots.common import describe, run_config, spread
+from plots.common import describe, hold_first, run_config, spread
 from sweep.theory.mean_field import chi_1, length_map_iterates
-
-
-def _first(da: xr.DataArray, keep: tuple[str, ...]) -> xr.DataArray:
-    for dim in [d for d in da.dims if d not in keep]:
-        da = da.isel({dim: 0})
-    return da
 
 
 def signal_propagation_figure(ds: xr.Dataset, n_curves: int = 5) -> Figure:
@@ -35,7 +29,7 @@ def signal_propagation_figure(ds: xr.Dataset, n_curves: int = 5) -> Figure:
     log_ratio = np.log(grad / grad.shift(layer=-1)).sel(layer=slice(2, depth - 1))
     log_ratio = log_ratio.mean("layer")
     ratio = np.exp(log_ratio.mean("seed")) if "seed" in log_ratio.dims else np.exp(log_ratio)
-    q, ratio = _first(q, ("sigma_w2", "layer")), _first(ratio, ("sigma_w2",))
+    q, ratio = hold_first(q, ("sigma_w2", "layer")), hold_first(ratio, ("sigma_w2",))
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
     sigmas = spread(ds["sigma_w2"].values, n_curves)
     colours = plt.cm.coolwarm(np.linspace(0, 1, len(sigmas)))

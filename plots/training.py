@@ -7,7 +7,7 @@ import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
 
-from plots.common import describe, spread
+from plots.common import describe, hold_first, spread
 
 
 def training_curves_figure(ds: xr.Dataset, n_curves: int = 6, n_panels: int = 3) -> Figure:
@@ -16,8 +16,7 @@ def training_curves_figure(ds: xr.Dataset, n_curves: int = 6, n_panels: int = 3)
     if "seed" in da.dims:
         da = da.mean("seed")
     depths = spread(da["depth"].values, n_panels) if "depth" in da.dims else [None]
-    for dim in [d for d in da.dims if d not in ("sigma_w2", "step", "depth")]:
-        da = da.isel({dim: 0})
+    da = hold_first(da, ("sigma_w2", "step", "depth"))
     sigmas = spread(da["sigma_w2"].values, n_curves) if "sigma_w2" in da.dims else [None]
     colours = plt.cm.coolwarm(np.linspace(0, 1, len(sigmas)))
     fig, axes = plt.subplots(

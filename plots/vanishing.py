@@ -11,7 +11,7 @@ import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
 
-from plots.common import describe, final_accuracy, geometric_mean_over_seeds, run_config
+from plots.common import describe, final_accuracy, geometric_mean_over_seeds, hold_first, run_config
 
 
 def vanishing_figure(ds: xr.Dataset) -> Figure:
@@ -20,12 +20,8 @@ def vanishing_figure(ds: xr.Dataset) -> Figure:
     accuracy = final_accuracy(ds)
     accuracy = accuracy.mean("seed") if "seed" in accuracy.dims else accuracy
     chi = ds["chi_1"]
-    for dim in [d for d in grad.dims if d not in ("sigma_w2", "step", "layer")]:
-        grad = grad.isel({dim: 0})
-    for dim in [d for d in accuracy.dims if d != "sigma_w2"]:
-        accuracy = accuracy.isel({dim: 0})
-    for dim in [d for d in chi.dims if d != "sigma_w2"]:
-        chi = chi.isel({dim: 0})
+    grad = hold_first(grad, ("sigma_w2", "step", "layer"))
+    accuracy, chi = hold_first(accuracy, ("sigma_w2",)), hold_first(chi, ("sigma_w2",))
     fig, axes = plt.subplots(1, 3, figsize=(14, 4), constrained_layout=True)
     colours = plt.cm.coolwarm(np.linspace(0, 1, ds.sizes["sigma_w2"]))
     for ax, index, label in ((axes[0], 0, "initialisation"), (axes[1], -1, "end of training")):
