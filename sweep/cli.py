@@ -44,7 +44,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         metavar="GB",
-        help="memory for one chunk, per device (default: half of what is free)",
+        help="memory for one chunk: per device on accelerators, for all CPU devices together on a CPU "
+        "(default: half of what is free)",
     )
     parser.add_argument(
         "--shard",

@@ -10,6 +10,7 @@ never on its chunk, shard or device, so none of this changes its numbers.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from sweep import memory, store
 from sweep.chunks import Chunk, plan_chunks, shard_cap, shard_chunks
 from sweep.config import ConfigError, Experiment, experiment_from_dict, load_experiment
 from sweep.data import load_dataset
+from sweep.devices import use_every_cpu_core
 from sweep.grid import groups
 from sweep.predictions import add_predictions
 from sweep.results import Part, assemble
@@ -100,6 +102,7 @@ def run(
     jobs may share ``out``); the Dataset returned then holds every chunk found so far. ``resume``
     skips chunks already saved. ``log`` receives one-line messages once the inputs are valid.
     """
+    use_every_cpu_core()  # before JAX starts; no effect once it has, or if the user chose
     experiment = as_experiment(source, tuple(overrides), scale, run)
     out_dir = Path(out) if out is not None else None
     sharded = shard[1] > 1
@@ -118,7 +121,7 @@ def run(
         "n_classes": dataset.n_classes,
         "input_mean_square": float(np.mean(dataset.x_train[:n_eval] ** 2)),  # q of the inputs (theory)
     }
-    budget = int(memory_budget_gb * 2**30) if memory_budget_gb else memory.default_budget_bytes()
+    budget = memory.budget_per_device(int(memory_budget_gb * 2**30) if memory_budget_gb else None)
     devices = jax.local_device_count()
     cap = chunk_size or (shard_cap(experiment.n_variants, shard[1], devices) if sharded else None)
     sizes = {g.key: _chunk_size(specs[g.key], len(g.variants), n_eval, n_test, budget, cap) for g in plan}
@@ -138,14 +141,16 @@ def run(
     timing = Timing()
     computed = []
     todo = [c for c in mine if out_dir is None or not store.chunk_path(out_dir, c.name).exists()]
-    with _progress(progress, sum(c.n_variants for c in mine)) as advance:
-        advance(sum(c.n_variants for c in mine) - sum(c.n_variants for c in todo))
-        for chunk in todo:
+    # With a directory the bar counts every shard's variants: the whole grid, and what is saved in DIR.
+    counted = chunks if out_dir is not None else mine
+    with _progress(progress, sum(c.n_variants for c in counted)) as show:
+        show(_done_variants(out_dir, counted, todo))
+        for i, chunk in enumerate(todo):
             path = store.chunk_path(out_dir, chunk.name) if out_dir is not None else None
             compiled, fresh = compile_group(specs[chunk.group.key], chunk.size, data)
             timing.compile_seconds += compiled.compile_seconds if fresh else 0.0
             computed.append(_run_chunk(chunk, compiled, specs[chunk.group.key], data, path, timing))
-            advance(chunk.n_variants)
+            show(_done_variants(out_dir, counted, todo[i + 1 :]))
     attrs = run_attributes(experiment, timing, len(plan)) | dataset_attrs
     if out_dir is None:
         return add_predictions(assemble(experiment, computed, attrs))
@@ -155,6 +160,15 @@ def run(
     else:
         store.write_results(out_dir, results)
     return results
+
+
+def _done_variants(out_dir: Path | None, counted: list[Chunk], todo: list[Chunk]) -> int:
+    """Variants done among ``counted``: those saved in ``out_dir`` (by this process or by other shards
+    writing into it), or, without a directory, those not in ``todo``."""
+    if out_dir is None:
+        return sum(c.n_variants for c in counted) - sum(c.n_variants for c in todo)
+    saved = set(os.listdir(out_dir / store.CHUNKS))
+    return sum(c.n_variants for c in counted if store.chunk_path(out_dir, c.name).name in saved)
 
 
 def _chunk_size(spec: GroupSpec, n: int, n_eval: int, n_test: int, budget: int, cap: int | None) -> int:
@@ -209,7 +223,8 @@ def run_attributes(experiment: Experiment, timing: Timing, n_groups: int) -> dic
 
 
 class _progress:
-    """A rich progress bar over variants (or nothing); ``advance(n)`` moves it."""
+    """A rich progress bar over variants (or nothing): ``show(n)`` sets how many are done. The time left
+    is estimated from the recent rate, so with several shards in one directory it is their joint rate."""
 
     def __init__(self, enabled: bool, total: int):
         self.enabled, self.total = enabled, total
@@ -226,8 +241,16 @@ class _progress:
             TimeRemainingColumn(),
         )
         self.bar.__enter__()
-        task = self.bar.add_task("variants", total=self.total)
-        return lambda n: self.bar.advance(task, n)
+        task = None
+
+        def show(done: int) -> None:
+            nonlocal task
+            if task is None:  # what is done at the start (resumed, other shards) is no evidence of speed
+                task = self.bar.add_task("variants", total=self.total, completed=done)
+                self.bar.advance(task, 0)  # the rate is measured from now
+            self.bar.update(task, completed=done)
+
+        return show
 
     def __exit__(self, *exc: object) -> bool:
         if self.enabled:

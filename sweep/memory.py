@@ -10,7 +10,8 @@ The estimate counts float32 values a variant holds while its program runs:
 - the recorded metrics.
 
 A safety factor of 2 covers XLA's temporaries. The budget defaults to half the memory available now
-(CPU: MemAvailable; accelerators: the device's free bytes), split evenly over devices.
+(CPU: MemAvailable, split evenly over the CPU devices that share it; accelerators: each device's free
+bytes).
 """
 
 from __future__ import annotations
@@ -55,13 +56,15 @@ def available_bytes() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
 
 
-def default_budget_bytes() -> int:
-    """Half of the memory available now, per device."""
+def budget_per_device(total_bytes: int | None = None) -> int:
+    """The bytes each device may fill. ``total_bytes`` (default: half of the memory available now) is
+    per device on accelerators; on a CPU, whose devices all share the host's memory, it is split
+    evenly over them."""
     device = jax.local_devices()[0]
-    per_device = (
-        available_bytes() if device.platform != "cpu" else available_bytes() // jax.local_device_count()
-    )
-    return per_device // 2
+    on_cpu = device.platform == "cpu"
+    if total_bytes is None:
+        total_bytes = available_bytes() // 2
+    return total_bytes // jax.local_device_count() if on_cpu else total_bytes
 
 
 def chunk_size(spec: GroupSpec, n_variants: int, n_eval: int, n_test: int, budget_bytes: int) -> int:

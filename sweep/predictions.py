@@ -58,9 +58,8 @@ def add_predictions(ds: xr.Dataset) -> xr.Dataset:
     out = {name: np.full(sigma_w2.shape, np.nan, np.float64) for name in PREDICTED}
     for name in np.unique(activation.values):
         mask = activation.values == name
-        theory = mean_field(str(name), sigma_w2.values[mask], sigma_b2.values[mask])
-        for key in PREDICTED:
-            out[key][mask] = np.asarray(getattr(theory, key), np.float64)
+        for key, values in theory_table(str(name), sigma_w2.values[mask], sigma_b2.values[mask]).items():
+            out[key][mask] = values
     ds = ds.assign({key: (sigma_w2.dims, out[key]) for key in PREDICTED})
     for key, text in (
         ("q_star", "mean-field fixed point of the pre-activation length"),
@@ -73,6 +72,15 @@ def add_predictions(ds: xr.Dataset) -> xr.Dataset:
     if score is not None:
         ds.attrs["trainability_agreement"] = score
     return ds
+
+
+def theory_table(activation: str, sigma_w2: np.ndarray, sigma_b2: np.ndarray) -> dict[str, np.ndarray]:
+    """``q_star``, ``c_star``, ``chi_1``, ``xi_c`` at (sigma_w2[i], sigma_b2[i]), arrays of shape [n];
+    the theory runs once per distinct pair (a grid repeats them over depths, widths and seeds)."""
+    pairs = np.stack([np.ravel(sigma_w2), np.ravel(sigma_b2)], axis=-1).astype(np.float64)
+    unique, inverse = np.unique(pairs, axis=0, return_inverse=True)
+    theory = mean_field(activation, unique[:, 0], unique[:, 1])
+    return {key: np.asarray(getattr(theory, key), np.float64)[inverse.ravel()] for key in PREDICTED}
 
 
 def trained_and_predicted(ds: xr.Dataset) -> tuple[xr.DataArray, xr.DataArray] | None:

@@ -9,9 +9,10 @@ does not grow with the number of records). A variant whose loss or new parameter
 frozen at its last finite state and flagged ``diverged`` (with the step); its later measurements are
 NaN. Nothing it does can change another variant's numbers: vmap keeps variants independent.
 
-``compile_group`` lifts ``train_variant`` with ``jax.vmap`` once, shards the variant axis over all
-devices, and caches the compiled program by (spec, chunk size), so a second chunk or run of the same
-shape never recompiles.
+``compile_group`` lifts ``train_variant`` with ``jax.vmap`` once, splits the variant axis over all
+devices with ``jax.shard_map`` (each device trains its own variants, no communication), and caches
+the compiled program by (spec, chunk size), so a second chunk or run of the same shape never
+recompiles.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from jax.sharding import PartitionSpec as P
 from sweep.activations import get_activation
 from sweep.config import Config
 from sweep.data import Dataset
+from sweep.devices import variant_mesh
 from sweep.grid import record_steps
 from sweep.metrics import EvalData, forward_signal, loss_fn, measure
 from sweep.models import ARCHITECTURES, ModelSpec, Params
@@ -247,19 +249,6 @@ class CompiledGroup:
 _COMPILED: dict[tuple, CompiledGroup] = {}
 
 
-def variant_mesh() -> jax.sharding.Mesh:
-    """A 1-D mesh over this process's devices, its axis named ``variants`` (in a multi-process run each
-    process trains its own shard of chunks on its own devices)."""
-    # Auto axis type: XLA partitions the vmapped program along the variant axis. (make_mesh's default,
-    # Explicit, made every device gather all variants' parameters and train them all.)
-    return jax.make_mesh(
-        (jax.local_device_count(),),
-        ("variants",),
-        devices=jax.local_devices(),
-        axis_types=(jax.sharding.AxisType.Auto,),
-    )
-
-
 def compile_group(spec: GroupSpec, chunk_size: int, data: TrainData) -> tuple[CompiledGroup, bool]:
     """The compiled program for ``chunk_size`` variants of ``spec`` (a multiple of the device count),
     and whether it was compiled now (False: taken from the cache)."""
@@ -267,15 +256,22 @@ def compile_group(spec: GroupSpec, chunk_size: int, data: TrainData) -> tuple[Co
     key = (spec, chunk_size, jax.tree.map(lambda a: (a.shape, a.dtype), data), mesh.devices.size)
     if key in _COMPILED:
         return _COMPILED[key], False
-    by_variant, replicated = NamedSharding(mesh, P("variants")), NamedSharding(mesh, P())
+    by_variant = NamedSharding(mesh, P("variants"))
+    # shard_map: each device runs the vmapped program on its own variants. Nothing is ever gathered,
+    # whatever the program holds (per-variant SVDs, Gram-Schmidt, random draws); there is no
+    # communication between devices at all.
     program = jax.jit(
-        jax.vmap(lambda hyper, data: train_variant(spec, hyper, data), in_axes=(0, None)),
-        in_shardings=(by_variant, replicated),
-        out_shardings=by_variant,
+        jax.shard_map(
+            jax.vmap(lambda hyper, data: train_variant(spec, hyper, data), in_axes=(0, None)),
+            mesh=mesh,
+            in_specs=(P("variants"), P()),
+            out_specs=P("variants"),
+            check_vma=False,  # variants never meet: no cross-device values to track in the types
+        )
     )
     hyper_shape = Hyper(
-        *(jax.ShapeDtypeStruct((chunk_size,), jnp.float32) for _ in range(4)),
-        seed=jax.ShapeDtypeStruct((chunk_size,), jnp.uint32),
+        *(jax.ShapeDtypeStruct((chunk_size,), jnp.float32, sharding=by_variant) for _ in range(4)),
+        seed=jax.ShapeDtypeStruct((chunk_size,), jnp.uint32, sharding=by_variant),
     )
     start = time.perf_counter()
     compiled = program.lower(hyper_shape, data).compile()

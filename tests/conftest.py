@@ -13,6 +13,10 @@ import jax
 import pytest
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
+# One CPU device in this process whatever the machine's cores (sweep.run would otherwise ask for one per
+# core): test outcomes must not depend on which test starts JAX first. Several devices are tested in
+# subprocesses (tests/test_durability.py) and by every CLI test.
+jax.config.update("jax_num_cpu_devices", 1)
 
 TINY = {
     "model": {"width": 16, "depth": 3, "sigma_w2": [1.0, 2.0], "sigma_b2": 0.05},

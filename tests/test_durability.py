@@ -161,6 +161,43 @@ def test_four_fake_devices_give_the_same_results(tmp_path, experiment, reference
     assert_same(rundir.load(out), reference)
 
 
+SPECTRA_ON_FOUR_DEVICES = """
+import sys
+import jax
+from sweep import engine, train
+
+spectra = ("measure.jacobian=true", "measure.jacobian_inputs=2")
+ds = engine.run(sys.argv[1], sys.argv[2], spectra, chunk_size=4)
+assert jax.local_device_count() == 4
+hlo = "\\n".join(program.run.as_text() for program in train._COMPILED.values())
+found = [op for op in ("all-gather", "all-reduce", "all-to-all", "collective-permute") if op + "(" in hlo]
+print("collectives:", found)
+"""
+
+
+def test_spectra_on_four_devices_never_gather(tmp_path, experiment):
+    """Per-variant SVDs run where their variants live: no collective in the compiled program, and the
+    spectra equal a one-device run's."""
+    out = tmp_path / "run"
+    env = {
+        **os.environ,
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=4 --xla_backend_optimization_level=0",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", SPECTRA_ON_FOUR_DEVICES, str(experiment), str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "collectives: []" in proc.stdout
+    one = engine.run(experiment, overrides=("measure.jacobian=true", "measure.jacobian_inputs=2"))
+    four = rundir.load(out)
+    for name in ("jacobian_log10_sv", "jacobian_mean_sq_sv", *VARIABLES):
+        np.testing.assert_allclose(four[name].values, one[name].values, rtol=1e-4, atol=1e-5, err_msg=name)
+
+
 def _free_port() -> int:
     import socket
 
