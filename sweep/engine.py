@@ -23,6 +23,7 @@ import xarray as xr
 
 from sweep import memory, store
 from sweep.chunks import Chunk, plan_chunks, shard_cap, shard_chunks
+from sweep.compile_cache import use_compile_cache
 from sweep.config import ConfigError, Experiment, experiment_from_dict, load_experiment
 from sweep.data import load_dataset
 from sweep.devices import use_every_cpu_core
@@ -103,6 +104,7 @@ def run(
     skips chunks already saved. ``log`` receives one-line messages once the inputs are valid.
     """
     use_every_cpu_core()  # before JAX starts; no effect once it has, or if the user chose
+    use_compile_cache()
     experiment = as_experiment(source, tuple(overrides), scale, run)
     out_dir = Path(out) if out is not None else None
     sharded = shard[1] > 1

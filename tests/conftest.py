@@ -8,6 +8,9 @@ import os
 # The tests' programs are tiny: compile time dominates, and XLA's CPU backend compiles several times
 # faster without LLVM optimisation (results are the same computation). Set before JAX starts.
 os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
+# Tests compile for themselves: no compiled program from an earlier run (tests/test_compile_cache.py
+# turns the cache on where it tests it). Subprocesses inherit this.
+os.environ["SWEEP_CACHE_DIR"] = "off"
 
 import jax
 import pytest

@@ -1,0 +1,65 @@
+"""Compiled programs are kept on disk and reused by the next run of the same shapes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import xarray as xr
+
+from sweep.compile_cache import cache_dir
+
+EXPERIMENT = """
+[model]
+width = 16
+depth = 3
+sigma_w2 = [1.0, 2.0]
+[data]
+name = "gaussian_mixture"
+n_train = 128
+n_test = 64
+input_dim = 8
+[train]
+steps = 6
+batch_size = 16
+[measure]
+every = 3
+n_eval = 32
+"""
+
+
+def _run(experiment, out, env) -> xr.Dataset:
+    command = ["run", str(experiment), "--out", str(out), "--no-plot", "--force"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "sweep.cli", *command],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return xr.load_dataset(out / "results.nc")
+
+
+def test_second_run_reuses_the_compiled_program(tmp_path):
+    experiment = tmp_path / "exp.toml"
+    experiment.write_text(EXPERIMENT)
+    cache = tmp_path / "cache"
+    env = {**os.environ, "SWEEP_CACHE_DIR": str(cache), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+    first = _run(experiment, tmp_path / "a", env)
+    assert any(cache.iterdir()), "nothing was cached"
+    second = _run(experiment, tmp_path / "b", env)
+    assert second.attrs["compile_seconds"] < 0.5 * first.attrs["compile_seconds"]
+    np.testing.assert_array_equal(second["train_loss"].values, first["train_loss"].values)
+
+
+def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("SWEEP_CACHE_DIR", "off")
+    assert cache_dir() is None
+    monkeypatch.setenv("SWEEP_CACHE_DIR", str(tmp_path / "c"))
+    assert cache_dir() == tmp_path / "c"
+    monkeypatch.delenv("SWEEP_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert cache_dir() == tmp_path / "sweep" / "xla"
