@@ -90,6 +90,26 @@ def _exponent(norm: jax.Array) -> jax.Array:
     return jnp.frexp(norm)[1].astype(jnp.int32)
 
 
+@jax.custom_batching.custom_vmap
+def singular_values(a: jax.Array) -> jax.Array:
+    """Singular values of ONE matrix ``a [m, n]``, descending: ``[min(m, n)]``.
+
+    Under ``vmap`` the matrices are decomposed one after another (``lax.map``), never as one batched
+    LAPACK call: jaxlib's batched CPU kernels split the batch over XLA's intra-op thread pool and block
+    a pool thread until the parts finish, which deadlocks once every pool thread is such a kernel (one
+    per CPU device, one XLA CPU device per core). Each device still decomposes its own variants' matrices
+    at the same time as the others.
+    """
+    return jnp.linalg.svd(a, compute_uv=False)
+
+
+@singular_values.def_vmap
+def _singular_values_one_by_one(axis_size: int, in_batched: list[bool], a: jax.Array):
+    if not in_batched[0]:
+        return singular_values(a), False
+    return jax.lax.map(singular_values, a), True
+
+
 def _log10_nonnegative(x: jax.Array) -> jax.Array:
     """``log10(max(x, 0))``: round-off below zero and exact zeros become ``-inf``, never NaN."""
     return jnp.log10(jnp.maximum(x, jnp.zeros_like(x)))
@@ -126,7 +146,7 @@ def exact_log10_singular_values(
 
     init = (h1.astype(dtype), jnp.eye(n, dtype=dtype), jnp.zeros((), jnp.int32))
     (_, product, exponent), _ = jax.lax.scan(layer, init, (hidden_w.astype(dtype), hidden_b.astype(dtype)))
-    sv = jnp.linalg.svd(product, compute_uv=False)
+    sv = singular_values(product)
     return _log10_nonnegative(sv) + exponent.astype(dtype) * jnp.asarray(_LOG10_2, dtype)
 
 
@@ -275,7 +295,7 @@ def matrix_free_log10_singular_values(
     u_basis, v_basis, _, alpha, beta = jax.lax.fori_loop(0, n_iter, step, init)
     # J̃ V = U B with B upper bidiagonal (the last β couples to v_{n_iter}, outside the subspace)
     bidiagonal = jnp.diag(alpha) + jnp.diag(beta[:-1], 1)
-    log10_ritz = _log10_nonnegative(jnp.linalg.svd(bidiagonal, compute_uv=False)) + log10_c
+    log10_ritz = _log10_nonnegative(singular_values(bidiagonal)) + log10_c
 
     # Hutch++-style mean square: ‖J̃ V‖_F² = ‖B‖_F² exactly, plus Hutchinson on the complement of V, whose
     # probe images J̃ (Z - Z Vᵀ V) = J̃ Z - (Z Vᵀ) Bᵀ U need no further pass through the layers.

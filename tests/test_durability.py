@@ -166,8 +166,8 @@ import sys
 import jax
 from sweep import engine, train
 
-spectra = ("measure.jacobian=true", "measure.jacobian_inputs=2")
-ds = engine.run(sys.argv[1], sys.argv[2], spectra, chunk_size=4)
+spectra = ("measure.jacobian=true", "measure.jacobian_inputs=8", "model.width=64")
+ds = engine.run(sys.argv[1], sys.argv[2], spectra, chunk_size=12)
 assert jax.local_device_count() == 4
 hlo = "\\n".join(program.run.as_text() for program in train._COMPILED.values())
 found = [op for op in ("all-gather", "all-reduce", "all-to-all", "collective-permute") if op + "(" in hlo]
@@ -177,7 +177,8 @@ print("collectives:", found)
 
 def test_spectra_on_four_devices_never_gather(tmp_path, experiment):
     """Per-variant SVDs run where their variants live: no collective in the compiled program, and the
-    spectra equal a one-device run's."""
+    spectra equal a one-device run's. (Width 64: batched LAPACK kernels on more CPU devices than pool
+    threads used to deadlock; see sweep.spectrum.singular_values.)"""
     out = tmp_path / "run"
     env = {
         **os.environ,
@@ -192,10 +193,15 @@ def test_spectra_on_four_devices_never_gather(tmp_path, experiment):
     )
     assert proc.returncode == 0, proc.stderr
     assert "collectives: []" in proc.stdout
-    one = engine.run(experiment, overrides=("measure.jacobian=true", "measure.jacobian_inputs=2"))
+    one = engine.run(
+        experiment, overrides=("measure.jacobian=true", "measure.jacobian_inputs=8", "model.width=64")
+    )
     four = rundir.load(out)
-    for name in ("jacobian_log10_sv", "jacobian_mean_sq_sv", *VARIABLES):
+    for name in ("jacobian_mean_sq_sv", *VARIABLES):
         np.testing.assert_allclose(four[name].values, one[name].values, rtol=1e-4, atol=1e-5, err_msg=name)
+    # float32 singular values carry an absolute error ~1e-7 of the largest one: log10 of one 5 decades
+    # below it is good to ~1e-7 * 1e5 / ln(10) ~ 5e-3
+    np.testing.assert_allclose(four["jacobian_log10_sv"].values, one["jacobian_log10_sv"].values, atol=5e-3)
 
 
 def _free_port() -> int:
