@@ -1,17 +1,44 @@
 """How many variants fit in memory at once: a footprint estimate per variant and a budget per device.
 
-The estimate counts float32 values a variant holds while its program runs:
+The estimate counts the float32 values one variant's share of the compiled program holds at its peak
+(``P`` = parameters, weights and biases; ``N`` = width; ``L`` = depth; ``R`` records):
 
-- parameters P, gradients, updates and the new parameters (4 P), plus the optimizer's state (k P,
-  k = 0 sgd, 1 momentum/rmsprop, 2 adam);
-- one training step's activations kept for the backward pass: about 3 values per unit per layer
-  (pre-activation, activation, cotangent) for ``batch_size`` rows, and the same for the ``n_eval``
-  measurement rows; the test set's forward pass (2 values per unit, one layer at a time);
-- the recorded metrics.
+- parameters: ``(9 + 1.5 k) P``, ``k`` optimizer slots (0 sgd, 1 momentum/rmsprop, 2 adam). Not just
+  parameters, gradients, updates and the new parameters: XLA also keeps the initial draws, the copies of
+  the training state carried by the record scan and the step loop, the accept/diverged select, and the
+  measurement's gradients. Measured: 8.8-9.1 P for sgd, +1.0 P for momentum, +3.0 P for adam;
+- activations: 2 values per unit per row for the ``batch_size`` training rows and the ``n_eval``
+  measurement rows (kept for the backward pass; measured 1.7-1.8), and ``2 N`` per test row (forward
+  only, one layer at a time; measured 1.8);
+- the recorded metrics: ``R (3 + n_layers)`` plus ``q_layer``/``c_layer`` (``n_layers (1 + N_PAIRS)``);
+- the Jacobian spectrum (``[measure] jacobian``, ``sweep.spectrum``), measured at ``inputs`` inputs at
+  once: a copy of the hidden weights, ``(L-1) N^2``, in both modes; exact mode holds per input the
+  running product ``J^T``, the scaled factor ``W_l D_l`` and their product, and the SVD's copy of the
+  matrix (LAPACK's singular-values-only workspace is O(N)): ``4 N^2`` (measured 3); matrix-free mode holds
+  per input the two Lanczos bases ``[n_iter, N]`` and the loop's copies of them (``4 n_iter N``), the
+  bidiagonal matrix and its SVD (``2 n_iter^2``), ``phi'`` per layer (``(L-1) N``) and the probe blocks
+  (``3 (n_probes + 1) N``) (measured about half of that). Recorded: ``R inputs n_sv`` log10 singular
+  values and 5 summaries per record. The spectrum is measured after the training steps, so the real
+  peak is the larger of the two phases; the sum is an upper bound.
 
-A safety factor of 2 covers XLA's temporaries. The budget defaults to half the memory available now
-(CPU: MemAvailable, split evenly over the CPU devices that share it; accelerators: each device's free
-bytes).
+These coefficients come from XLA's buffer assignment of the compiled program (``memory_analysis()`` of
+``sweep.train.compile_group``'s program: temporaries and outputs per variant, at widths 64-256, depths
+2-16, batch 8-128, n_eval 32-512, n_test 32-1000: those buffers are 0.93-1.01 of the estimate without
+its safety factor, less at depth 2) and of ``jacobian_record`` alone. The safety factor 1.25 covers what a
+chunk costs the process beyond those buffers (allocator slack, the outputs copied to the host): in
+``benchmarks/bench_memory.py`` (10,000 width-256 MLPs, 131 GB by this estimate, on a 2-core 24 GB CPU,
+default budget 12.2 GB, 13 chunks) every chunk of depth 4-8 raised the RSS by 0.81-0.84 of its estimate
+(0.62 at depth 2; 0.73-0.76 with the Jacobian, at 512 variants) and the peak RSS was 10.8 GB, 0.43 of the
+machine's memory. The earlier estimate (5 P and 3 values per unit per row, times 2) was too small for
+such nets (a chunk raised the RSS by 1.19x its estimate), twice too large when the measurement rows
+dominate, and blind to the Jacobian.
+
+The budget is for the chunks' buffers. The process's own footprint comes on top: JAX, the data and the
+compiled programs (on a CPU about 0.3 GB after the first compile, and some 50 MB more per compiled
+group), which the default budget leaves room for.
+
+The budget defaults to half the memory available now (CPU: MemAvailable, split evenly over the CPU
+devices that share it; accelerators: each device's free bytes).
 """
 
 from __future__ import annotations
@@ -20,23 +47,50 @@ import os
 
 import jax
 
-from sweep.train import GroupSpec
+from sweep.models import N_PAIRS
+from sweep.train import GroupSpec, JacobianSpec
 
 OPTIMIZER_SLOTS = {"sgd": 0, "momentum": 1, "adam": 2, "rmsprop": 1}
-SAFETY = 2.0
+PARAMETER_COPIES = 9.0  # values per parameter held by the program (sgd), measured
+SLOT_COPIES = 1.5  # values per parameter per optimizer slot, measured
+ACTIVATION_VALUES = 2  # per unit per training or measurement row, and per width per test row
+N_PROBES = 8  # sweep.spectrum.matrix_free_log10_singular_values' default, as jacobian_record uses it
+SAFETY = 1.25
 BYTES = 4
 
 
+def parameter_count(spec: GroupSpec) -> int:
+    """Weights and biases of one network (an MLP: input, ``depth - 1`` hidden and readout layers)."""
+    m = spec.model
+    weights = m.input_dim * m.width + (m.depth - 1) * m.width**2 + m.width * m.n_classes
+    return weights + m.depth * m.width + m.n_classes
+
+
+def jacobian_values(spec: GroupSpec) -> int:
+    """float32 values the Jacobian spectrum measurement holds for one variant (workspace and records),
+    0 without ``[measure] jacobian``."""
+    jac: JacobianSpec | None = spec.jacobian
+    if jac is None:
+        return 0
+    n, factors = spec.model.width, spec.model.depth - 1
+    if jac.matrix_free:
+        n_iter = jac.n_iter(n)
+        per_input = 4 * n_iter * n + 2 * n_iter**2 + factors * n + 3 * (N_PROBES + 1) * n
+    else:
+        per_input = 4 * n**2
+    records = len(spec.record_steps) * (jac.inputs * jac.n_sv(n) + 5)
+    return factors * n**2 + jac.inputs * per_input + records
+
+
 def variant_bytes(spec: GroupSpec, n_eval: int, n_test: int) -> int:
-    """Estimated peak bytes one variant of ``spec`` needs."""
+    """Estimated peak bytes one variant of ``spec`` needs (see the module docstring)."""
     m = spec.model
     n_layers = spec.n_layers
-    params = m.input_dim * m.width + (m.depth - 1) * m.width**2 + m.width * m.n_classes + m.depth * m.width
-    weights = (4 + OPTIMIZER_SLOTS[spec.optimizer]) * params
+    params = (PARAMETER_COPIES + SLOT_COPIES * OPTIMIZER_SLOTS[spec.optimizer]) * parameter_count(spec)
     units = m.width * n_layers
-    activations = 3 * units * (spec.batch_size + n_eval) + 2 * m.width * n_test
-    records = len(spec.record_steps) * (3 + n_layers) + n_layers
-    return int(SAFETY * BYTES * (weights + activations + records))
+    activations = ACTIVATION_VALUES * (units * (spec.batch_size + n_eval) + m.width * n_test)
+    records = len(spec.record_steps) * (3 + n_layers) + n_layers * (1 + N_PAIRS)
+    return int(SAFETY * BYTES * (params + activations + records + jacobian_values(spec)))
 
 
 def available_bytes() -> int:
