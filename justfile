@@ -24,6 +24,10 @@ bench: setup
     {{py}} -m pip install -q -e '.[bench]'
     {{py}} benchmarks/bench_engine.py
     {{py}} benchmarks/bench_theory.py
+    {{py}} benchmarks/bench_spectrum.py
+    {{py}} benchmarks/bench_spectrum_overhead.py --repeats 1
+    {{py}} benchmarks/bench_chunking.py
+    {{py}} benchmarks/bench_memory.py
 
 # regenerate the figures of every experiment at quick scale into figures/
 figures: setup
