@@ -71,14 +71,30 @@ def _cli(*args: str, env: dict | None = None) -> subprocess.Popen:
     )
 
 
-def test_shards_merged_equal_the_whole_run(tmp_path, experiment, reference):
+def test_shards_merged_equal_the_whole_run(tmp_path, experiment, reference, monkeypatch):
     out = tmp_path / "run"
     part0 = engine.run(experiment, out, shard=(0, 2), chunk_size=3)
     assert int(part0.attrs["missing_variants"]) > 0 and not (out / "results.nc").exists()
     with pytest.warns(UserWarning, match="missing"):
         partial = rundir.load(out)
     assert 0 < int(partial["completed"].sum()) < 12
-    engine.run(experiment, out, shard=(1, 2), chunk_size=3)  # the last shard writes results.nc
+    shown = []
+
+    class Recorder:  # stands in for the progress bar: what total and counts would it show?
+        def __init__(self, enabled, total):
+            shown.append(total)
+
+        def __enter__(self):
+            return shown.append
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(engine, "_progress", Recorder)
+    engine.run(experiment, out, shard=(1, 2), chunk_size=3, progress=True)  # the last writes results.nc
+    # the bar counts the whole grid: shard 0's saved variants from the start, then every chunk to 12
+    assert shown[0] == 12 and shown[1] == int(partial["completed"].sum()) and shown[-1] == 12
+    assert shown[1:] == sorted(shown[1:])
     assert_same(rundir.load(out), reference)
     merged, missing = rundir.merge(out)
     assert missing == 0
