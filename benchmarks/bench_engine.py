@@ -125,6 +125,8 @@ ROOFLINE_TARGET = 0.6
 
 
 def cores() -> int:
+    """Cores this process may run on (sweep.devices.cpu_cores, without importing JAX into the timed
+    PyTorch worker)."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux

@@ -143,16 +143,18 @@ def run(
     timing = Timing()
     computed = []
     todo = [c for c in mine if out_dir is None or not store.chunk_path(out_dir, c.name).exists()]
-    # With a directory the bar counts every shard's variants: the whole grid, and what is saved in DIR.
-    counted = chunks if out_dir is not None else mine
-    with _progress(progress, sum(c.n_variants for c in counted)) as show:
-        show(_done_variants(out_dir, counted, todo))
-        for i, chunk in enumerate(todo):
+    # With a directory the bar counts the whole grid: every chunk saved there, whichever shard wrote it.
+    total = experiment.n_variants if out_dir is not None else sum(c.n_variants for c in mine)
+    with _progress(progress, total) as show:
+        done = 0
+        show(_saved_variants(out_dir, chunks) if out_dir is not None else done)
+        for chunk in todo:
             path = store.chunk_path(out_dir, chunk.name) if out_dir is not None else None
             compiled, fresh = compile_group(specs[chunk.group.key], chunk.size, data)
             timing.compile_seconds += compiled.compile_seconds if fresh else 0.0
             computed.append(_run_chunk(chunk, compiled, specs[chunk.group.key], data, path, timing))
-            show(_done_variants(out_dir, counted, todo[i + 1 :]))
+            done += chunk.n_variants
+            show(_saved_variants(out_dir, chunks) if out_dir is not None else done)
     attrs = run_attributes(experiment, timing, len(plan)) | dataset_attrs
     if out_dir is None:
         return add_predictions(assemble(experiment, computed, attrs))
@@ -164,13 +166,10 @@ def run(
     return results
 
 
-def _done_variants(out_dir: Path | None, counted: list[Chunk], todo: list[Chunk]) -> int:
-    """Variants done among ``counted``: those saved in ``out_dir`` (by this process or by other shards
-    writing into it), or, without a directory, those not in ``todo``."""
-    if out_dir is None:
-        return sum(c.n_variants for c in counted) - sum(c.n_variants for c in todo)
+def _saved_variants(out_dir: Path, chunks: list[Chunk]) -> int:
+    """Variants of ``chunks`` saved in ``out_dir``, by this process or by other shards writing into it."""
     saved = set(os.listdir(out_dir / store.CHUNKS))
-    return sum(c.n_variants for c in counted if store.chunk_path(out_dir, c.name).name in saved)
+    return sum(c.n_variants for c in chunks if store.chunk_path(out_dir, c.name).name in saved)
 
 
 def _chunk_size(spec: GroupSpec, n: int, n_eval: int, n_test: int, budget: int, cap: int | None) -> int:

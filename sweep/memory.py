@@ -48,13 +48,13 @@ import os
 import jax
 
 from sweep.models import N_PAIRS
+from sweep.spectrum import N_PROBES
 from sweep.train import GroupSpec, JacobianSpec
 
 OPTIMIZER_SLOTS = {"sgd": 0, "momentum": 1, "adam": 2, "rmsprop": 1}
 PARAMETER_COPIES = 9.0  # values per parameter held by the program (sgd), measured
 SLOT_COPIES = 1.5  # values per parameter per optimizer slot, measured
 ACTIVATION_VALUES = 2  # per unit per training or measurement row, and per width per test row
-N_PROBES = 8  # sweep.spectrum.matrix_free_log10_singular_values' default, as jacobian_record uses it
 SAFETY = 1.25
 BYTES = 4
 

@@ -69,6 +69,7 @@ from jax.scipy.special import logsumexp
 Activation = Callable[[jax.Array], jax.Array]
 
 _HIGHEST = jax.lax.Precision.HIGHEST
+N_PROBES = 8  # matrix-free route: Hutchinson probes, the default of every measurement
 _LN10 = 2.302585092994046
 _LOG10_2 = 0.30102999566398120
 
@@ -240,7 +241,7 @@ def matrix_free_log10_singular_values(
     n_iter: int,
     key: jax.Array,
     *,
-    n_probes: int = 8,
+    n_probes: int = N_PROBES,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Top and bottom ``log10`` singular values of ``J``, matrix-free: ``(top, bottom, log10_mean_sq)``.
 

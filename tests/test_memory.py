@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from sweep import memory
+from sweep import memory, spectrum
 from sweep.metrics import EvalData
 from sweep.models import ModelSpec
 from sweep.train import GroupSpec, JacobianSpec, TrainData, compile_group
@@ -62,7 +62,7 @@ def test_matrix_free_jacobian_holds_lanczos_vectors_not_products():
     lanczos = JacobianSpec(inputs=2, every=0, matrix_free=True, k=16)
     n_iter = lanczos.n_iter(width)
     values = memory.jacobian_values(spec(width, depth, jacobian=lanczos))
-    per_input = 4 * n_iter * width + 2 * n_iter**2 + (depth - 1) * width + 3 * (memory.N_PROBES + 1) * width
+    per_input = 4 * n_iter * width + 2 * n_iter**2 + (depth - 1) * width + 3 * (spectrum.N_PROBES + 1) * width
     records = len(spec().record_steps) * (2 * 2 * 16 + 5)
     assert values == (depth - 1) * width**2 + 2 * per_input + records
     assert values < memory.jacobian_values(spec(width, depth, jacobian=exact)) / 2
