@@ -40,6 +40,16 @@ ACTIVATIONS: dict[str, Activation] = {
 }
 
 
+# The derivative phi'(h) as a function of the output a = phi(h), where there is one: the backward pass
+# (``sweep.layers``) then needs only the activations, not the pre-activations too. Keyed by function.
+OUTPUT_DERIVATIVES: dict[Activation, Callable[[jax.Array], jax.Array]] = {
+    jnp.tanh: lambda a: 1.0 - a * a,
+    jax.nn.sigmoid: lambda a: a * (1.0 - a),
+    jax.nn.relu: lambda a: (a > 0).astype(a.dtype),  # relu'(0) = 0, as jax.grad has it
+    _linear: jnp.ones_like,
+}
+
+
 def get_activation(name: str) -> Activation:
     """Return the elementwise activation registered under ``name`` (KeyError lists the choices)."""
     try:

@@ -25,6 +25,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sweep.layers import hidden_layer
+
 Params = dict[str, dict[str, jax.Array]]
 
 
@@ -130,8 +132,7 @@ def mlp_apply(
     h = x @ params["input"]["w"] + params["input"]["b"][None, :]
 
     def layer(h: jax.Array, wb: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
-        w, b = wb
-        h_next = phi(h) @ w + b[None, :]
+        h_next = hidden_layer(h, *wb, phi)
         return h_next, _signal(h_next)
 
     first = _signal(h)

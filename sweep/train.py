@@ -5,7 +5,7 @@ from the variant's seed, runs ``spec.steps`` optimizer steps on minibatches draw
 measures at step 0, every ``spec.every`` steps and at the last step. The step loop is an outer
 ``lax.scan`` over recording intervals around an inner ``fori_loop`` over steps, so the hot loop holds no
 measurement code and the program holds one copy of the step and one of the measurement (compile time
-does not grow with the number of records). A variant whose loss or new parameters are non-finite is
+does not grow with the number of records). A variant whose loss or parameter update is non-finite is
 frozen at its last finite state and flagged ``diverged`` (with the step); its later measurements are
 NaN. Nothing it does can change another variant's numbers: vmap keeps variants independent.
 
@@ -134,7 +134,9 @@ def make_optimizer(kind: str, learning_rate: jax.Array, momentum: jax.Array) -> 
 
 
 def _all_finite(tree: Any) -> jax.Array:
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)]))
+    """Whether every element of every leaf is finite, as ONE fused reduction: x * 0 is 0 for finite x
+    and NaN for inf or NaN, so the sum is finite exactly when every element is."""
+    return jnp.isfinite(sum(jnp.sum(leaf * 0.0) for leaf in jax.tree.leaves(tree)))
 
 
 def variant_key(seed: jax.Array, stream: jax.Array | int) -> jax.Array:
@@ -207,12 +209,11 @@ def train_variant(spec: GroupSpec, hyper: Hyper, data: TrainData) -> dict[str, j
             state.params, arch, phi, data.x_train[rows], data.y_train[rows]
         )
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        finite = jnp.isfinite(loss) & _all_finite(params)
+        # Judged on the update rather than the new parameters, so that accepting it fuses into applying it.
+        finite = jnp.isfinite(loss) & _all_finite(updates)
         accept = finite & ~state.diverged
-        params, opt_state = jax.tree.map(
-            lambda new, old: jnp.where(accept, new, old), (params, opt_state), (state.params, state.opt_state)
-        )
+        params = jax.tree.map(lambda p, u: jnp.where(accept, p + u, p), state.params, updates)
+        opt_state = jax.tree.map(lambda new, old: jnp.where(accept, new, old), opt_state, state.opt_state)
         newly_diverged = ~finite & ~state.diverged
         diverged_step = jnp.where(newly_diverged, step, state.diverged_step)
         return TrainState(params, opt_state, state.diverged | ~finite, diverged_step), None
