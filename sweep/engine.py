@@ -28,7 +28,7 @@ from sweep.config import ConfigError, Experiment, experiment_from_dict, load_exp
 from sweep.data import load_dataset
 from sweep.devices import use_every_cpu_core
 from sweep.grid import groups
-from sweep.predictions import add_predictions
+from sweep.predictions import add_predictions, compile_in_background
 from sweep.results import Part, assemble
 from sweep.rundir import collect
 from sweep.train import CompiledGroup, GroupSpec, TrainData, compile_group, run_chunk, train_data
@@ -148,13 +148,19 @@ def run(
     with _progress(progress, total) as show:
         done = 0
         show(_saved_variants(out_dir, chunks) if out_dir is not None else done)
-        for chunk in todo:
-            path = store.chunk_path(out_dir, chunk.name) if out_dir is not None else None
-            compiled, fresh = compile_group(specs[chunk.group.key], chunk.size, data)
-            timing.compile_seconds += compiled.compile_seconds if fresh else 0.0
-            computed.append(_run_chunk(chunk, compiled, specs[chunk.group.key], data, path, timing))
-            done += chunk.n_variants
-            show(_saved_variants(out_dir, chunks) if out_dir is not None else done)
+        theory = None
+        try:
+            for chunk in todo:
+                path = store.chunk_path(out_dir, chunk.name) if out_dir is not None else None
+                compiled, fresh = compile_group(specs[chunk.group.key], chunk.size, data)
+                timing.compile_seconds += compiled.compile_seconds if fresh else 0.0
+                theory = theory or compile_in_background(experiment)  # once training is under way
+                computed.append(_run_chunk(chunk, compiled, specs[chunk.group.key], data, path, timing))
+                done += chunk.n_variants
+                show(_saved_variants(out_dir, chunks) if out_dir is not None else done)
+        finally:  # also when interrupted: an interpreter must not exit under a thread inside XLA
+            if theory is not None:
+                theory.join()
     attrs = run_attributes(experiment, timing, len(plan)) | dataset_attrs
     if out_dir is None:
         return add_predictions(assemble(experiment, computed, attrs))

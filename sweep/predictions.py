@@ -9,11 +9,13 @@ above ``measure.trained_accuracy``, seeds averaged) agrees with the rule "depth 
 
 from __future__ import annotations
 
+import threading
 import tomllib
 
 import numpy as np
 import xarray as xr
 
+from sweep.config import Experiment
 from sweep.theory.mean_field import critical_sigma_w2, mean_field
 
 PREDICTED = {"q_star": "q_star", "c_star": "c_star", "chi_1": "chi_1", "xi_c": "xi_c"}
@@ -72,6 +74,33 @@ def add_predictions(ds: xr.Dataset) -> xr.Dataset:
     if score is not None:
         ds.attrs["trainability_agreement"] = score
     return ds
+
+
+def compile_in_background(experiment: Experiment) -> threading.Thread:
+    """Start a daemon thread that runs, and so compiles, the theory programs ``add_predictions`` will
+    need for this experiment's grid; join it before ``add_predictions``, which then finds them compiled.
+
+    While the variants train, Python waits on XLA, so the theory's tracing and compiling (about two
+    seconds on a 2-core CPU) overlap the training instead of following it. Errors are left to
+    ``add_predictions`` to raise.
+    """
+    fields = experiment.to_toml_dict()["model"]
+    values = [np.atleast_1d(np.asarray(fields[key])) for key in ("activation", "sigma_w2", "sigma_b2")]
+    activations, sigma_w2, sigma_b2 = np.meshgrid(*values, indexing="ij")
+
+    def run() -> None:
+        try:
+            for name in np.unique(activations):
+                mask = activations == name
+                theory_table(str(name), sigma_w2[mask], sigma_b2[mask])
+                if len(values[0]) == 1 and len(values[2]) == 1:
+                    critical_sigma_w2(str(name), float(values[2][0]))
+        except Exception:  # add_predictions repeats the call and raises it
+            pass
+
+    thread = threading.Thread(target=run, name="sweep-theory-compile", daemon=True)
+    thread.start()
+    return thread
 
 
 def theory_table(activation: str, sigma_w2: np.ndarray, sigma_b2: np.ndarray) -> dict[str, np.ndarray]:
