@@ -41,7 +41,7 @@ PER_VARIANT_DIMS: dict[str, tuple[str, ...]] = {
     "c_layer": ("layer", "pair"),
     "diverged": (),
     "diverged_step": (),
-    # present when [measure] jacobian = true (NaN at steps where the spectrum was not measured)
+    # only when [measure] jacobian = true (NaN at steps where the spectrum was not measured)
     "jacobian_log10_sv": ("step", "jacobian_input", "sv"),
     "jacobian_mean_sq_sv": ("step",),
     "jacobian_max_sv": ("step",),
@@ -49,6 +49,8 @@ PER_VARIANT_DIMS: dict[str, tuple[str, ...]] = {
     "jacobian_log10_condition": ("step",),
     "jacobian_eig_variance_rel": ("step",),
 }
+# what every run records (the Jacobian's variables only when asked): an empty grid still has these
+ALWAYS_RECORDED = tuple(name for name in PER_VARIANT_DIMS if not name.startswith("jacobian_"))
 FILL = {"diverged": False, "diverged_step": -1}
 DTYPES = {"diverged": bool, "diverged_step": np.int32}
 
@@ -63,7 +65,7 @@ def assemble(
     Trailing axes other than ``step`` (layer, sv, ...) are padded with NaN to the longest part."""
     parts = list(parts)
     steps = np.unique(np.concatenate([p[2] for p in parts])) if parts else np.zeros(0, np.int64)
-    names = [n for n in PER_VARIANT_DIMS if any(n in p[1] for p in parts)] or list(PER_VARIANT_DIMS)[:8]
+    names = [n for n in PER_VARIANT_DIMS if any(n in p[1] for p in parts)] or list(ALWAYS_RECORDED)
     sizes = {"step": len(steps)}
     for name in names:
         for axis, dim in enumerate(PER_VARIANT_DIMS[name]):
