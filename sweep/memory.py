@@ -8,8 +8,9 @@ The estimate counts the float32 values one variant's share of the compiled progr
   the training state carried by the record scan and the step loop, the accept/diverged select, and the
   measurement's gradients. Measured: 8.8-9.1 P for sgd, +1.0 P for momentum, +3.0 P for adam;
 - activations: 2 values per unit per row for the ``batch_size`` training rows and the ``n_eval``
-  measurement rows (kept for the backward pass; measured 1.7-1.8), and ``2 N`` per test row (forward
-  only, one layer at a time; measured 1.8);
+  measurement rows (kept for the backward pass; measured 1.7-1.8), 1.25 where the activation's
+  derivative comes from its output (tanh, sigmoid, relu, linear: ``sweep.layers`` keeps one buffer
+  per layer, not two), and ``2 N`` per test row (forward only, one layer at a time; measured 1.8);
 - the recorded metrics: ``R (3 + n_layers)`` plus ``q_layer``/``c_layer`` (``n_layers (1 + N_PAIRS)``);
 - the Jacobian spectrum (``[measure] jacobian``, ``sweep.spectrum``), measured at ``inputs`` inputs at
   once: a copy of the hidden weights, ``(L-1) N^2``, in both modes; exact mode holds per input the
@@ -24,7 +25,8 @@ The estimate counts the float32 values one variant's share of the compiled progr
 These coefficients come from XLA's buffer assignment of the compiled program (``memory_analysis()`` of
 ``sweep.train.compile_group``'s program: temporaries and outputs per variant, at widths 64-256, depths
 2-16, batch 8-128, n_eval 32-512, n_test 32-1000: those buffers are 0.93-1.01 of the estimate without
-its safety factor, less at depth 2) and of ``jacobian_record`` alone. The safety factor 1.25 covers what a
+its safety factor, less at depth 2; re-measured with ``sweep.layers`` at 11 of those shapes: 0.85-0.98,
+0.90 for gelu and erf, 0.70 at depth 2) and of ``jacobian_record`` alone. The safety factor 1.25 covers what a
 chunk costs the process beyond those buffers (allocator slack, the outputs copied to the host): in
 ``benchmarks/bench_memory.py`` (10,000 width-256 MLPs, 131 GB by this estimate, on a 2-core 24 GB CPU,
 default budget 12.2 GB, 13 chunks) every chunk of depth 4-8 raised the RSS by 0.81-0.84 of its estimate
@@ -47,6 +49,7 @@ import os
 
 import jax
 
+from sweep.activations import OUTPUT_DERIVATIVES, get_activation
 from sweep.models import N_PAIRS
 from sweep.spectrum import N_PROBES
 from sweep.train import GroupSpec, JacobianSpec
@@ -55,6 +58,7 @@ OPTIMIZER_SLOTS = {"sgd": 0, "momentum": 1, "adam": 2, "rmsprop": 1}
 PARAMETER_COPIES = 9.0  # values per parameter held by the program (sgd), measured
 SLOT_COPIES = 1.5  # values per parameter per optimizer slot, measured
 ACTIVATION_VALUES = 2  # per unit per training or measurement row, and per width per test row
+KEPT_FROM_OUTPUT = 1.25  # per unit per training or measurement row where phi' comes from phi (sweep.layers)
 SAFETY = 1.25
 BYTES = 4
 
@@ -88,7 +92,8 @@ def variant_bytes(spec: GroupSpec, n_eval: int, n_test: int) -> int:
     n_layers = spec.n_layers
     params = (PARAMETER_COPIES + SLOT_COPIES * OPTIMIZER_SLOTS[spec.optimizer]) * parameter_count(spec)
     units = m.width * n_layers
-    activations = ACTIVATION_VALUES * (units * (spec.batch_size + n_eval) + m.width * n_test)
+    kept = KEPT_FROM_OUTPUT if get_activation(spec.activation) in OUTPUT_DERIVATIVES else ACTIVATION_VALUES
+    activations = kept * units * (spec.batch_size + n_eval) + ACTIVATION_VALUES * m.width * n_test
     records = len(spec.record_steps) * (3 + n_layers) + n_layers * (1 + N_PAIRS)
     return int(SAFETY * BYTES * (params + activations + records + jacobian_values(spec)))
 

@@ -14,10 +14,11 @@ from sweep.models import ModelSpec
 from sweep.train import GroupSpec, JacobianSpec, TrainData, compile_group
 
 
-def spec(width=64, depth=4, optimizer="sgd", batch=16, steps=10, every=5, jacobian=None) -> GroupSpec:
-    return GroupSpec(
-        "mlp", "tanh", ModelSpec(40, width, depth, 10, "gaussian"), optimizer, batch, steps, every, jacobian
-    )
+def spec(
+    width=64, depth=4, optimizer="sgd", batch=16, steps=10, every=5, jacobian=None, activation="tanh"
+) -> GroupSpec:
+    model = ModelSpec(40, width, depth, 10, "gaussian")
+    return GroupSpec("mlp", activation, model, optimizer, batch, steps, every, jacobian)
 
 
 def test_estimate_grows_as_width_squared_times_depth():
@@ -103,11 +104,12 @@ def test_available_bytes_is_positive_and_below_physical_memory():
     assert 0 < memory.available_bytes() <= physical
 
 
-def test_estimate_covers_the_compiled_programs_buffers():
+@pytest.mark.parametrize("activation", ["tanh", "gelu"])  # phi' from phi's output, and from h
+def test_estimate_covers_the_compiled_programs_buffers(activation):
     """XLA's buffer assignment for a compiled chunk (temporaries and outputs, per variant) stays within the
     estimate without the safety factor, and not far below it: the coefficients are measured, not guessed."""
-    s = spec(width=32, depth=4, batch=16, steps=2, every=2)
-    n_train, n_eval, n_test, size = 64, 32, 32, 16
+    s = spec(width=32, depth=4, batch=64, steps=2, every=2, activation=activation)
+    n_train, n_eval, n_test, size = 128, 64, 32, 16
     i32 = jnp.int32
     data = TrainData(
         jnp.zeros((n_train, 40)),
@@ -122,4 +124,4 @@ def test_estimate_covers_the_compiled_programs_buffers():
     analysis = compile_group(s, size, data)[0].run.memory_analysis()
     per_variant = (analysis.temp_size_in_bytes + analysis.output_size_in_bytes) / size
     unsafe = memory.variant_bytes(s, n_eval, n_test) / memory.SAFETY
-    assert 0.6 * unsafe <= per_variant <= 1.05 * unsafe, (per_variant, unsafe)
+    assert 0.75 * unsafe <= per_variant <= 1.05 * unsafe, (per_variant, unsafe)
