@@ -26,12 +26,13 @@ These coefficients come from XLA's buffer assignment of the compiled program (``
 ``sweep.train.compile_group``'s program: temporaries and outputs per variant, at widths 64-256, depths
 2-16, batch 8-128, n_eval 32-512, n_test 32-1000: those buffers are 0.93-1.01 of the estimate without
 its safety factor, less at depth 2; re-measured with ``sweep.layers`` at 11 of those shapes: 0.85-0.98,
-0.90 for gelu and erf, 0.70 at depth 2) and of ``jacobian_record`` alone. The safety factor 1.25 covers what a
-chunk costs the process beyond those buffers (allocator slack, the outputs copied to the host): in
-``benchmarks/bench_memory.py`` (10,000 width-256 MLPs, 131 GB by this estimate, on a 2-core 24 GB CPU,
-default budget 12.2 GB, 13 chunks) every chunk of depth 4-8 raised the RSS by 0.81-0.84 of its estimate
-(0.62 at depth 2; 0.73-0.76 with the Jacobian, at 512 variants) and the peak RSS was 10.8 GB, 0.43 of the
-machine's memory. The earlier estimate (5 P and 3 values per unit per row, times 2) was too small for
+0.90 for gelu and erf, 0.70 at depth 2) and of ``jacobian_record`` alone. The safety factor 1.25
+covers what a chunk costs the process beyond those buffers (allocator slack, the outputs copied to the
+host): in ``benchmarks/bench_memory.py`` (10,000 width-256 MLPs, 131 GB by this estimate, on a 2-core
+24 GB CPU, default budget 12.2 GB, 13 chunks) every chunk of depth 4-8 raised the RSS by 0.81-0.84 of
+its estimate (0.62 at depth 2; 0.73-0.76 with the Jacobian, at 512 variants) and the peak RSS was
+10.8 GB, 0.43 of the machine's memory (re-run with ``sweep.layers``: 129 GB, 12 chunks, worst chunk
+0.82, peak 10.7 GB). The earlier estimate (5 P and 3 values per unit per row, times 2) was too small for
 such nets (a chunk raised the RSS by 1.19x its estimate), twice too large when the measurement rows
 dominate, and blind to the Jacobian.
 
