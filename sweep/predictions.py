@@ -57,11 +57,7 @@ def add_predictions(ds: xr.Dataset) -> xr.Dataset:
     if activation.ndim == 0 and sigma_b2.ndim == 0:
         ds.attrs["critical_sigma_w2"] = float(critical_sigma_w2(str(activation.values), float(sigma_b2)))
     activation, sigma_w2, sigma_b2 = xr.broadcast(activation, sigma_w2, sigma_b2)
-    out = {name: np.full(sigma_w2.shape, np.nan, np.float64) for name in PREDICTED}
-    for name in np.unique(activation.values):
-        mask = activation.values == name
-        for key, values in theory_table(str(name), sigma_w2.values[mask], sigma_b2.values[mask]).items():
-            out[key][mask] = values
+    out = _theory_on_grid(activation.values, sigma_w2.values, sigma_b2.values)
     ds = ds.assign({key: (sigma_w2.dims, out[key]) for key in PREDICTED})
     for key, text in (
         ("q_star", "mean-field fixed point of the pre-activation length"),
@@ -86,21 +82,34 @@ def compile_in_background(experiment: Experiment) -> threading.Thread:
     """
     fields = experiment.to_toml_dict()["model"]
     values = [np.atleast_1d(np.asarray(fields[key])) for key in ("activation", "sigma_w2", "sigma_b2")]
-    activations, sigma_w2, sigma_b2 = np.meshgrid(*values, indexing="ij")
+    grid = np.meshgrid(*values, indexing="ij")
+    swept = {axis.field for axis in experiment.axes}
+    critical = not {"model.activation", "model.sigma_b2"} & swept  # as in add_predictions
 
     def run() -> None:
         try:
-            for name in np.unique(activations):
-                mask = activations == name
-                theory_table(str(name), sigma_w2[mask], sigma_b2[mask])
-                if len(values[0]) == 1 and len(values[2]) == 1:
-                    critical_sigma_w2(str(name), float(values[2][0]))
+            _theory_on_grid(*grid)
+            if critical:
+                critical_sigma_w2(str(fields["activation"]), float(fields["sigma_b2"]))
         except Exception:  # add_predictions repeats the call and raises it
             pass
 
     thread = threading.Thread(target=run, name="sweep-theory-compile", daemon=True)
     thread.start()
     return thread
+
+
+def _theory_on_grid(
+    activation: np.ndarray, sigma_w2: np.ndarray, sigma_b2: np.ndarray
+) -> dict[str, np.ndarray]:
+    """The ``PREDICTED`` quantities at every point of three same-shaped arrays: one ``theory_table``
+    call per activation (the programs ``compile_in_background`` prepares are exactly these)."""
+    out = {name: np.full(sigma_w2.shape, np.nan, np.float64) for name in PREDICTED}
+    for name in np.unique(activation):
+        mask = activation == name
+        for key, values in theory_table(str(name), sigma_w2[mask], sigma_b2[mask]).items():
+            out[key][mask] = values
+    return out
 
 
 def theory_table(activation: str, sigma_w2: np.ndarray, sigma_b2: np.ndarray) -> dict[str, np.ndarray]:

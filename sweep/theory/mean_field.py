@@ -642,9 +642,7 @@ def xi_c(activation: ActivationLike, sigma_w2: Array, sigma_b2: Array, q0: Array
 
 
 # ------------------------------------------------------------------------------------------------- maps
-@_theory_program(
-    "activation",
-)
+@_theory_program("activation")
 def _maps(activation: ActivationLike, q: Array, c: Array, w2: Array, b2: Array) -> tuple[Array, Array]:
     kernel = gaussian_kernel(activation)
     q_next = w2 * kernel.moments(q, _FINE).var + b2
@@ -726,9 +724,7 @@ def critical_line(activation: ActivationLike, q: Array) -> tuple[Array, Array]:
     return w2, jnp.asarray(q, w2.dtype) - w2 * m.var
 
 
-@_theory_program(
-    "activation",
-)
+@_theory_program("activation")
 def _moments(activation: ActivationLike, q: Array) -> Moments:
     return gaussian_kernel(activation).moments(q, _FINE)
 
@@ -737,9 +733,7 @@ _CRIT_GRID = np.concatenate([[0.0], np.geomspace(1e-8, 1e8, 160)])
 _BISECT_STEPS = 60
 
 
-@_theory_program(
-    "activation",
-)
+@_theory_program("activation")
 def _boundary(activation: ActivationLike, b2: Array) -> Boundary:
     kernel = gaussian_kernel(activation)
     if kernel.critical_sigma_w2 is not None:
