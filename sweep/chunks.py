@@ -33,13 +33,34 @@ class Chunk:
 
     @property
     def cost(self) -> float:
-        """Relative cost: multiply-adds of training and measuring, per variant, times variants."""
-        c = self.group.static
-        m, t = c.model, c.train
-        per_example = m.width * (c.data.input_dim + m.depth * m.width + c.data.n_classes)
-        records = t.steps // c.measure.every + 2
-        work = 3 * per_example * (t.batch_size * t.steps + records * (c.measure.n_eval + c.data.n_test))
-        return float(work * self.n_variants)
+        """Relative cost: multiply-adds of training and measuring (``variant_cost``) times variants."""
+        return variant_cost(self.group) * self.n_variants
+
+
+def variant_cost(group: Group) -> float:
+    """Multiply-adds of training and measuring one variant of ``group`` (an MLP's products)."""
+    c = group.static
+    m, t = c.model, c.train
+    per_example = m.width * (c.data.input_dim + m.depth * m.width + c.data.n_classes)
+    records = t.steps // c.measure.every + 2
+    return float(3 * per_example * (t.batch_size * t.steps + records * (c.measure.n_eval + c.data.n_test)))
+
+
+CPU_CHUNK_MULTIPLY_ADDS = 1e12  # per CPU device and chunk: about half a minute of one core
+
+
+def work_cap(group: Group, devices: int, platform: str) -> int | None:
+    """On a CPU, the largest chunk (a multiple of ``devices``) whose variants cost each device about
+    ``CPU_CHUNK_MULTIPLY_ADDS``, at least one variant per device; None on accelerators.
+
+    A CPU trains a chunk in passes (``sweep.passes``), so its memory hardly grows with the chunk and the
+    memory budget alone would make one chunk of a whole group. This cap keeps chunks short: an interrupted
+    run loses at most about half a minute per device, and the progress bar moves at least that often.
+    """
+    if platform != "cpu":
+        return None
+    per_device = max(1, int(CPU_CHUNK_MULTIPLY_ADDS // variant_cost(group)))
+    return devices * per_device
 
 
 def plan_chunks(groups: list[Group], sizes: dict[str, int]) -> list[Chunk]:

@@ -22,12 +22,12 @@ import numpy as np
 import xarray as xr
 
 from sweep import memory, store
-from sweep.chunks import Chunk, plan_chunks, shard_cap, shard_chunks
+from sweep.chunks import Chunk, plan_chunks, shard_cap, shard_chunks, work_cap
 from sweep.compile_cache import use_compile_cache
 from sweep.config import ConfigError, Experiment, experiment_from_dict, load_experiment
 from sweep.data import load_dataset
 from sweep.devices import use_every_cpu_core
-from sweep.grid import groups
+from sweep.grid import Group, groups
 from sweep.predictions import add_predictions, compile_in_background
 from sweep.results import Part, assemble
 from sweep.rundir import collect
@@ -125,8 +125,19 @@ def run(
     }
     budget = memory.budget_per_device(int(memory_budget_gb * 2**30) if memory_budget_gb else None)
     devices = jax.local_device_count()
-    cap = chunk_size or (shard_cap(experiment.n_variants, shard[1], devices) if sharded else None)
-    sizes = {g.key: _chunk_size(specs[g.key], len(g.variants), n_eval, n_test, budget, cap) for g in plan}
+    platform = jax.local_devices()[0].platform
+
+    def cap(group: Group) -> int | None:
+        """--chunk-size if given, else the smaller of the shards' and the CPU work cap (if any)."""
+        if chunk_size:
+            return chunk_size
+        caps = (
+            shard_cap(experiment.n_variants, shard[1], devices) if sharded else None,
+            work_cap(group, devices, platform),
+        )
+        return min((c for c in caps if c), default=None)
+
+    sizes = {g.key: _chunk_size(specs[g.key], len(g.variants), n_eval, n_test, budget, cap(g)) for g in plan}
     if out_dir is not None:
         if force:
             store.clear_run(out_dir)

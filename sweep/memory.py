@@ -36,6 +36,14 @@ its estimate (0.62 at depth 2; 0.73-0.76 with the Jacobian, at 512 variants) and
 such nets (a chunk raised the RSS by 1.19x its estimate), twice too large when the measurement rows
 dominate, and blind to the Jacobian.
 
+A device holds more than one variant's worth only for the variants it trains at once. On a CPU it
+trains its share of a chunk in passes of a few variants (``sweep.passes``): it holds one pass's training
+values, the recorded values of every variant of the chunk, and ``1.5 P`` more for the scan over passes
+(measured 0.6-1.7 P). On accelerators every variant trains at once. XLA's buffers of chunks trained in
+passes of 1-32 variants (widths 32-256, depths 2-16, batch 8-128, n_eval 32-512, n_test 32-1000) were
+0.89-1.03 of this estimate without its safety factor. Passes make a CPU chunk's footprint almost
+independent of its size, so CPU chunks are mostly limited by the group's size, not by memory.
+
 The budget is for the chunks' buffers. The process's own footprint comes on top: JAX, the data and the
 compiled programs (on a CPU about 0.3 GB after the first compile, and some 50 MB more per compiled
 group), which the default budget leaves room for.
@@ -52,12 +60,14 @@ import jax
 
 from sweep.activations import OUTPUT_DERIVATIVES, get_activation
 from sweep.models import N_PAIRS
+from sweep.passes import variants_per_pass
 from sweep.spectrum import N_PROBES
 from sweep.train import GroupSpec, JacobianSpec
 
 OPTIMIZER_SLOTS = {"sgd": 0, "momentum": 1, "adam": 2, "rmsprop": 1}
 PARAMETER_COPIES = 9.0  # values per parameter held by the program (sgd), measured
 SLOT_COPIES = 1.5  # values per parameter per optimizer slot, measured
+PASS_PARAMETER_COPIES = 1.5  # values per parameter of one network, held by a scan over passes, measured
 ACTIVATION_VALUES = 2  # per unit per training or measurement row, and per width per test row
 KEPT_FROM_OUTPUT = 1.25  # per unit per training or measurement row where phi' comes from phi (sweep.layers)
 SAFETY = 1.25
@@ -83,20 +93,49 @@ def jacobian_values(spec: GroupSpec) -> int:
         per_input = 4 * n_iter * n + 2 * n_iter**2 + factors * n + 3 * (N_PROBES + 1) * n
     else:
         per_input = 4 * n**2
-    records = len(spec.record_steps) * (jac.inputs * jac.n_sv(n) + 5)
-    return factors * n**2 + jac.inputs * per_input + records
+    return factors * n**2 + jac.inputs * per_input + jacobian_records(spec)
+
+
+def jacobian_records(spec: GroupSpec) -> int:
+    """float32 values of one variant's recorded spectra: log10 singular values and 5 summaries per record."""
+    jac: JacobianSpec | None = spec.jacobian
+    if jac is None:
+        return 0
+    return len(spec.record_steps) * (jac.inputs * jac.n_sv(spec.model.width) + 5)
+
+
+def training_values(spec: GroupSpec, n_eval: int, n_test: int) -> float:
+    """float32 values one variant holds while it trains and is measured: parameters and their copies,
+    activations, the Jacobian workspace (see the module docstring). Freed when its pass ends."""
+    m = spec.model
+    params = (PARAMETER_COPIES + SLOT_COPIES * OPTIMIZER_SLOTS[spec.optimizer]) * parameter_count(spec)
+    units = m.width * spec.n_layers
+    kept = KEPT_FROM_OUTPUT if get_activation(spec.activation) in OUTPUT_DERIVATIVES else ACTIVATION_VALUES
+    activations = kept * units * (spec.batch_size + n_eval) + ACTIVATION_VALUES * m.width * n_test
+    return params + activations + jacobian_values(spec) - jacobian_records(spec)
+
+
+def recorded_values(spec: GroupSpec) -> float:
+    """float32 values of one variant's results (every record, ``q_layer``/``c_layer``, the Jacobian's
+    records), held for every variant of a chunk until the chunk ends."""
+    n_layers = spec.n_layers
+    return len(spec.record_steps) * (3 + n_layers) + n_layers * (1 + N_PAIRS) + jacobian_records(spec)
 
 
 def variant_bytes(spec: GroupSpec, n_eval: int, n_test: int) -> int:
-    """Estimated peak bytes one variant of ``spec`` needs (see the module docstring)."""
-    m = spec.model
-    n_layers = spec.n_layers
-    params = (PARAMETER_COPIES + SLOT_COPIES * OPTIMIZER_SLOTS[spec.optimizer]) * parameter_count(spec)
-    units = m.width * n_layers
-    kept = KEPT_FROM_OUTPUT if get_activation(spec.activation) in OUTPUT_DERIVATIVES else ACTIVATION_VALUES
-    activations = kept * units * (spec.batch_size + n_eval) + ACTIVATION_VALUES * m.width * n_test
-    records = len(spec.record_steps) * (3 + n_layers) + n_layers * (1 + N_PAIRS)
-    return int(SAFETY * BYTES * (params + activations + records + jacobian_values(spec)))
+    """Estimated peak bytes one variant of ``spec`` needs while it trains (see the module docstring)."""
+    return int(SAFETY * BYTES * (training_values(spec, n_eval, n_test) + recorded_values(spec)))
+
+
+def share_bytes(spec: GroupSpec, n_variants: int, n_eval: int, n_test: int, platform: str) -> int:
+    """Estimated peak bytes of one device training ``n_variants`` of ``spec``: one pass's training
+    (``sweep.passes``; at most ``largest_pass`` variants, all of them on accelerators) and every
+    variant's results."""
+    at_once = variants_per_pass(spec.model.width, spec.batch_size, n_variants, platform)
+    values = at_once * training_values(spec, n_eval, n_test) + n_variants * recorded_values(spec)
+    if at_once < n_variants:  # the scan over passes
+        values += PASS_PARAMETER_COPIES * parameter_count(spec)
+    return int(SAFETY * BYTES * values)
 
 
 def available_bytes() -> int:
@@ -128,9 +167,17 @@ def budget_per_device(total_bytes: int | None = None) -> int:
 
 
 def chunk_size(spec: GroupSpec, n_variants: int, n_eval: int, n_test: int, budget_bytes: int) -> int:
-    """Variants per chunk: as many as fit the budget on every device, a multiple of the device count,
-    never more than the group needs (rounded up to the device count)."""
+    """Variants per chunk: as many as fit the budget on every device (``share_bytes``), a multiple of the
+    device count, never more than the group needs (rounded up to the device count), at least one per
+    device."""
     devices = jax.local_device_count()
-    per_device = max(1, budget_bytes // variant_bytes(spec, n_eval, n_test))
-    needed = -(-n_variants // devices)
-    return devices * min(per_device, needed)
+    platform = jax.local_devices()[0].platform
+
+    def fits(n: int) -> bool:
+        return share_bytes(spec, n, n_eval, n_test, platform) <= budget_bytes
+
+    low, high = 1, -(-n_variants // devices)  # share_bytes grows with n: bisect for the largest that fits
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if fits(middle) else (low, middle - 1)
+    return devices * low

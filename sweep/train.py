@@ -10,7 +10,8 @@ frozen at its last finite state and flagged ``diverged`` (with the step); its la
 NaN. Nothing it does can change another variant's numbers: vmap keeps variants independent.
 
 ``compile_group`` lifts ``train_variant`` with ``jax.vmap`` once, splits the variant axis over all
-devices with ``jax.shard_map`` (each device trains its own variants, no communication), and caches
+devices with ``jax.shard_map`` (each device trains its own variants, no communication; on a CPU in
+passes of a few variants at a time, ``sweep.passes``), and caches
 the compiled program by (spec, chunk size), so a second chunk or run of the same shape never
 recompiles.
 """
@@ -36,6 +37,7 @@ from sweep.devices import variant_mesh
 from sweep.grid import record_steps
 from sweep.metrics import EvalData, forward_signal, loss_fn, measure
 from sweep.models import ARCHITECTURES, ModelSpec, Params
+from sweep.passes import in_passes, variants_per_pass
 from sweep.spectrum import (
     exact_log10_singular_values,
     matrix_free_log10_singular_values,
@@ -261,9 +263,16 @@ def compile_group(spec: GroupSpec, chunk_size: int, data: TrainData) -> tuple[Co
     # shard_map: each device runs the vmapped program on its own variants. Nothing is ever gathered,
     # whatever the program holds (per-variant SVDs, Gram-Schmidt, random draws); there is no
     # communication between devices at all.
+    per_device = chunk_size // mesh.devices.size
+    per_pass = variants_per_pass(spec.model.width, spec.batch_size, per_device, mesh.devices.flat[0].platform)
+
+    def train_share(hyper: Hyper, data: TrainData) -> dict[str, jax.Array]:
+        """One device's variants, [per_device], in passes of ``per_pass`` (sweep.passes)."""
+        return in_passes(lambda h: train_variant(spec, h, data), hyper, per_pass)
+
     program = jax.jit(
         jax.shard_map(
-            jax.vmap(lambda hyper, data: train_variant(spec, hyper, data), in_axes=(0, None)),
+            train_share,
             mesh=mesh,
             in_specs=(P("variants"), P()),
             out_specs=P("variants"),

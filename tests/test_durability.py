@@ -167,6 +167,19 @@ def test_chunk_size_follows_the_memory_estimate(tmp_path, experiment):
     assert len(list((out / "chunks").glob("*.npz"))) == 4
 
 
+def test_cpu_chunks_are_cut_by_their_work(tmp_path, experiment, monkeypatch, reference):
+    from sweep import chunks
+
+    (group,) = groups(engine.as_experiment(experiment))
+    monkeypatch.setattr(chunks, "CPU_CHUNK_MULTIPLY_ADDS", 4.5 * chunks.variant_cost(group))
+    assert chunks.work_cap(group, 2, "cpu") == 8 and chunks.work_cap(group, 2, "gpu") is None
+    out = tmp_path / "run"
+    assert_same(engine.run(experiment, out), reference)  # memory alone would allow one chunk of 12
+    sizes = json.loads((out / "chunks" / "manifest.json").read_text())["chunk_sizes"]
+    assert list(sizes.values()) == [4]
+    assert len(list((out / "chunks").glob("*.npz"))) == 3
+
+
 def test_four_fake_devices_give_the_same_results(tmp_path, experiment, reference):
     out = tmp_path / "run"
     env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4 --xla_backend_optimization_level=0"}

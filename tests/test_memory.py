@@ -11,6 +11,7 @@ import pytest
 from sweep import memory, spectrum
 from sweep.metrics import EvalData
 from sweep.models import ModelSpec
+from sweep.passes import variants_per_pass
 from sweep.train import GroupSpec, JacobianSpec, TrainData, compile_group
 
 
@@ -71,20 +72,38 @@ def test_matrix_free_jacobian_holds_lanczos_vectors_not_products():
     assert memory.jacobian_values(spec(width, depth, jacobian=more_k)) > values
 
 
+@pytest.mark.parametrize("platform", ["cpu", "gpu"])
 @pytest.mark.parametrize("devices", [1, 2, 3, 8])
-def test_chunk_size_fits_the_budget_and_divides_over_devices(monkeypatch, devices):
+def test_chunk_size_fits_the_budget_and_divides_over_devices(monkeypatch, devices, platform):
     monkeypatch.setattr(jax, "local_device_count", lambda: devices)
+    monkeypatch.setattr(jax, "local_devices", lambda: [SimpleNamespace(platform=platform)] * devices)
     s = spec(width=256, depth=8)
     per_variant = memory.variant_bytes(s, 64, 64)
+
+    def fits(n: int) -> bool:
+        return memory.share_bytes(s, n, 64, 64, platform) <= budget
+
     for budget in (per_variant, 3 * per_variant - 1, 10 * per_variant + 7, 1000 * per_variant):
         for n_variants in (1, 5, 64, 10_000):
             size = memory.chunk_size(s, n_variants, 64, 64, budget)
+            needed = -(-n_variants // devices)
             assert size % devices == 0 and size >= devices
-            assert (size // devices) * per_variant <= budget  # every device's share fits its budget
-            assert size <= -(-n_variants // devices) * devices  # never more than the group needs
-            if n_variants >= devices * (budget // per_variant):
-                assert size == devices * (budget // per_variant)  # and the budget is used
+            assert fits(size // devices)  # every device's share fits its budget
+            assert size // devices <= needed  # never more than the group needs
+            assert size // devices == needed or not fits(size // devices + 1)  # and the budget is used
     assert memory.chunk_size(s, 100, 64, 64, per_variant // 2) == devices  # one variant per device at least
+
+
+def test_passes_need_one_pass_of_training_and_every_variants_records():
+    s = spec(width=256, depth=8)  # one variant per pass on a CPU
+    train, records = memory.training_values(s, 64, 64), memory.recorded_values(s)
+    cpu = memory.share_bytes(s, 100, 64, 64, "cpu")
+    pass_overhead = memory.PASS_PARAMETER_COPIES * memory.parameter_count(s)
+    assert cpu == int(memory.SAFETY * memory.BYTES * (train + 100 * records + pass_overhead))
+    assert memory.share_bytes(s, 100, 64, 64, "gpu") == int(
+        memory.SAFETY * memory.BYTES * 100 * (train + records)
+    )
+    assert memory.share_bytes(s, 1, 64, 64, "cpu") == memory.variant_bytes(s, 64, 64)
 
 
 def test_budget_is_split_over_cpu_devices_only(monkeypatch):
@@ -104,12 +123,16 @@ def test_available_bytes_is_positive_and_below_physical_memory():
     assert 0 < memory.available_bytes() <= physical
 
 
-@pytest.mark.parametrize("activation", ["tanh", "gelu"])  # phi' from phi's output, and from h
-def test_estimate_covers_the_compiled_programs_buffers(activation):
-    """XLA's buffer assignment for a compiled chunk (temporaries and outputs, per variant) stays within the
-    estimate without the safety factor, and not far below it: the coefficients are measured, not guessed."""
-    s = spec(width=32, depth=4, batch=64, steps=2, every=2, activation=activation)
+@pytest.mark.parametrize(
+    ("activation", "width", "batch", "per_pass"),
+    [("tanh", 32, 64, 8), ("gelu", 32, 64, 8), ("tanh", 16, 8, 16), ("tanh", 128, 32, 2)],
+)  # phi' from phi's output, and from h; passes of several, one pass of all, passes of a few wide nets
+def test_estimate_covers_the_compiled_programs_buffers(activation, width, batch, per_pass):
+    """XLA's buffer assignment for a compiled chunk (temporaries and outputs) stays within the estimate
+    without the safety factor, and not far below it: the coefficients are measured, not guessed."""
+    s = spec(width=width, depth=4, batch=batch, steps=2, every=2, activation=activation)
     n_train, n_eval, n_test, size = 128, 64, 32, 16
+    assert variants_per_pass(width, batch, size, "cpu") == per_pass
     i32 = jnp.int32
     data = TrainData(
         jnp.zeros((n_train, 40)),
@@ -122,6 +145,6 @@ def test_estimate_covers_the_compiled_programs_buffers(activation):
         ),
     )
     analysis = compile_group(s, size, data)[0].run.memory_analysis()
-    per_variant = (analysis.temp_size_in_bytes + analysis.output_size_in_bytes) / size
-    unsafe = memory.variant_bytes(s, n_eval, n_test) / memory.SAFETY
-    assert 0.75 * unsafe <= per_variant <= 1.05 * unsafe, (per_variant, unsafe)
+    buffers = analysis.temp_size_in_bytes + analysis.output_size_in_bytes
+    unsafe = memory.share_bytes(s, size, n_eval, n_test, "cpu") / memory.SAFETY
+    assert 0.75 * unsafe <= buffers <= 1.05 * unsafe, (buffers, unsafe)

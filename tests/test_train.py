@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sweep import engine
+from sweep import engine, train
 from sweep.config import experiment_from_dict
 from sweep.data import load_dataset
 from sweep.grid import groups
@@ -19,9 +19,13 @@ from sweep.train import TRACE_COUNT, GroupSpec, Hyper, train_data, train_variant
 OUTPUTS = ("train_loss", "train_accuracy", "test_accuracy", "grad_norm", "q_layer")
 
 
-def test_vmapped_group_equals_single_variant_program(tiny):
+@pytest.mark.parametrize("per_pass", [None, 4])  # one vmap; passes of 4 (sweep.passes), the last padded
+def test_vmapped_group_equals_single_variant_program(tiny, monkeypatch, per_pass):
     tiny["model"]["sigma_w2"] = [1.0, 1.7, 2.5]
     tiny["train"]["seed"] = [0, 3]
+    if per_pass is not None:
+        monkeypatch.setattr(train, "_COMPILED", {})  # this shape's program, compiled with other passes
+        monkeypatch.setattr(train, "variants_per_pass", lambda width, batch, n, platform: per_pass)
     exp = experiment_from_dict(tiny)
     results = engine.run(exp)
     (group,) = groups(exp)
