@@ -15,7 +15,7 @@ the passes. The numbers are the same whatever ``k`` is: variants never meet.
 Measured on a 2-core CPU (depth-20 tanh MLPs, SGD, an interleaved in-process A/B of ``run_seconds``
 against one vmap over all variants; width x batch: best ``k``, its time relative to one vmap):
 32x32: k=16, 0.85; 64x64: k=2-4, 0.85; 128x32: k=2, 0.70; 128x128: k=1-2, 0.87; 32x128: k=4, 0.95.
-The rule below picks k = 20, 5, 2, 1 and 8 there.
+The rule below allows at most k = 20, 5, 2, 1 and 8 there (64 variants of 32x32: 4 passes of 16).
 
 Passes also lower the memory a chunk needs: a pass's training buffers are reused by the next pass,
 only the recorded measurements are held for every variant (``sweep.memory``).
