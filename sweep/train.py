@@ -260,7 +260,7 @@ def compile_group(spec: GroupSpec, chunk_size: int, data: TrainData) -> tuple[Co
     if key in _COMPILED:
         return _COMPILED[key], False
     by_variant = NamedSharding(mesh, P("variants"))
-    # shard_map: each device runs the vmapped program on its own variants. Nothing is ever gathered,
+    # shard_map: each device trains its own variants (vmapped, in passes on a CPU). Nothing is ever gathered,
     # whatever the program holds (per-variant SVDs, Gram-Schmidt, random draws); there is no
     # communication between devices at all.
     per_device = chunk_size // mesh.devices.size
