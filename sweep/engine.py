@@ -127,15 +127,13 @@ def run(
     devices = jax.local_device_count()
     platform = jax.local_devices()[0].platform
 
+    shards_limit = shard_cap(experiment.n_variants, shard[1], devices) if sharded else None
+
     def cap(group: Group) -> int | None:
         """--chunk-size if given, else the smaller of the shards' and the CPU work cap (if any)."""
         if chunk_size:
             return chunk_size
-        caps = (
-            shard_cap(experiment.n_variants, shard[1], devices) if sharded else None,
-            work_cap(group, devices, platform),
-        )
-        return min((c for c in caps if c), default=None)
+        return min((c for c in (shards_limit, work_cap(group, devices, platform)) if c), default=None)
 
     sizes = {g.key: _chunk_size(specs[g.key], len(g.variants), n_eval, n_test, budget, cap(g)) for g in plan}
     if out_dir is not None:

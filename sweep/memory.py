@@ -84,6 +84,11 @@ def parameter_count(spec: GroupSpec) -> int:
 def jacobian_values(spec: GroupSpec) -> int:
     """float32 values the Jacobian spectrum measurement holds for one variant (workspace and records),
     0 without ``[measure] jacobian``."""
+    return jacobian_workspace(spec) + jacobian_records(spec)
+
+
+def jacobian_workspace(spec: GroupSpec) -> int:
+    """float32 values the Jacobian spectrum measurement works in for one variant while it measures."""
     jac: JacobianSpec | None = spec.jacobian
     if jac is None:
         return 0
@@ -93,7 +98,7 @@ def jacobian_values(spec: GroupSpec) -> int:
         per_input = 4 * n_iter * n + 2 * n_iter**2 + factors * n + 3 * (N_PROBES + 1) * n
     else:
         per_input = 4 * n**2
-    return factors * n**2 + jac.inputs * per_input + jacobian_records(spec)
+    return factors * n**2 + jac.inputs * per_input
 
 
 def jacobian_records(spec: GroupSpec) -> int:
@@ -112,7 +117,7 @@ def training_values(spec: GroupSpec, n_eval: int, n_test: int) -> float:
     units = m.width * spec.n_layers
     kept = KEPT_FROM_OUTPUT if get_activation(spec.activation) in OUTPUT_DERIVATIVES else ACTIVATION_VALUES
     activations = kept * units * (spec.batch_size + n_eval) + ACTIVATION_VALUES * m.width * n_test
-    return params + activations + jacobian_values(spec) - jacobian_records(spec)
+    return params + activations + jacobian_workspace(spec)
 
 
 def recorded_values(spec: GroupSpec) -> float:
@@ -176,7 +181,9 @@ def chunk_size(spec: GroupSpec, n_variants: int, n_eval: int, n_test: int, budge
     def fits(n: int) -> bool:
         return share_bytes(spec, n, n_eval, n_test, platform) <= budget_bytes
 
-    low, high = 1, -(-n_variants // devices)  # share_bytes grows with n: bisect for the largest that fits
+    # share_bytes grows with n except where balancing shrinks the passes (n just past a multiple of
+    # largest_pass), so bisect: it ends at an n that fits whose n + 1 does not, or at the group's need.
+    low, high = 1, -(-n_variants // devices)
     while low < high:
         middle = (low + high + 1) // 2
         low, high = (middle, high) if fits(middle) else (low, middle - 1)
