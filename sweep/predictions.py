@@ -16,6 +16,7 @@ import numpy as np
 import xarray as xr
 
 from sweep.config import Experiment
+from sweep.results import label
 from sweep.theory.mean_field import critical_sigma_w2, mean_field
 
 PREDICTED = {"q_star": "q_star", "c_star": "c_star", "chi_1": "chi_1", "xi_c": "xi_c"}
@@ -58,14 +59,7 @@ def add_predictions(ds: xr.Dataset) -> xr.Dataset:
         ds.attrs["critical_sigma_w2"] = float(critical_sigma_w2(str(activation.values), float(sigma_b2)))
     activation, sigma_w2, sigma_b2 = xr.broadcast(activation, sigma_w2, sigma_b2)
     out = _theory_on_grid(activation.values, sigma_w2.values, sigma_b2.values)
-    ds = ds.assign({key: (sigma_w2.dims, out[key]) for key in PREDICTED})
-    for key, text in (
-        ("q_star", "mean-field fixed point of the pre-activation length"),
-        ("c_star", "mean-field fixed point of the correlation map"),
-        ("chi_1", "mean-field chi_1 = sigma_w2 E[phi'(h)^2] at q*"),
-        ("xi_c", "mean-field depth scale of correlations, -1/log chi_c"),
-    ):
-        ds[key].attrs["description"] = text
+    ds = label(ds.assign({key: (sigma_w2.dims, out[key]) for key in PREDICTED}))
     score = agreement(ds)
     if score is not None:
         ds.attrs["trainability_agreement"] = score

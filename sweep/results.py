@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from sweep.config import Experiment
+from sweep.config import FIELDS, Experiment, axis_name
 
 # name -> trailing dims after the grid dims
 PER_VARIANT_DIMS: dict[str, tuple[str, ...]] = {
@@ -55,6 +55,52 @@ FILL = {"diverged": False, "diverged_step": -1}
 DTYPES = {"diverged": bool, "diverged_step": np.int32}
 
 Part = tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]  # (grid_index [V, n_axes], outputs, steps)
+
+# CF-style ``long_name`` of every variable and coordinate a results Dataset can hold (all are pure
+# numbers, so none has ``units``). Swept fields are labelled from their config field name.
+LONG_NAMES: dict[str, str] = {
+    "train_loss": "cross-entropy loss on the fixed training subset",
+    "train_accuracy": "accuracy on the fixed training subset",
+    "test_accuracy": "accuracy on the test set",
+    "grad_norm": "Frobenius norm of the loss gradient with respect to weight matrix W^l",
+    "q_layer": "mean squared pre-activation q^l at initialisation",
+    "c_layer": "correlation c^l of two inputs' pre-activations at initialisation",
+    "diverged": "loss or parameters became non-finite (the variant was then frozen)",
+    "diverged_step": "step whose update went non-finite (-1: never)",
+    "completed": "this variant's results are present",
+    "jacobian_log10_sv": "log10 of the singular values of the input-output Jacobian dx^L/dx^1",
+    "jacobian_mean_sq_sv": "mean squared singular value of the input-output Jacobian",
+    "jacobian_max_sv": "largest singular value of the input-output Jacobian",
+    "jacobian_min_sv": "smallest singular value of the input-output Jacobian",
+    "jacobian_log10_condition": "log10 of the input-output Jacobian's condition number",
+    "jacobian_eig_variance_rel": "variance over squared mean of the eigenvalues of J J^T",
+    "q_star": "mean-field fixed point q* of the pre-activation length map",
+    "c_star": "mean-field fixed point c* of the correlation map",
+    "chi_1": "mean-field chi_1 = sigma_w2 E[phi'(h)^2] at q*",
+    "xi_c": "mean-field depth scale of correlations xi_c = -1/log chi_c",
+    "step": "optimizer step (0: at initialisation)",
+    "layer": "weight matrix index: hidden layers 1..L, then the readout L+1",
+    "pair": "index of the input pair whose correlation is measured",
+    "jacobian_input": "index of the training input at which the Jacobian is measured",
+    "sv": "singular value index, largest first",
+}
+SWEPT_NAMES = {"depth": "depth L (hidden layers)", "width": "width (units per hidden layer)"}
+
+
+def label(ds: xr.Dataset) -> xr.Dataset:
+    """Give every variable and coordinate of ``ds`` a ``long_name`` (in place; returns ``ds``)."""
+    fields = {axis_name(field): field for field in FIELDS}
+    for name in [*ds.data_vars, *ds.coords]:
+        if "long_name" in ds[name].attrs:
+            continue
+        if name in LONG_NAMES:
+            ds[name].attrs["long_name"] = LONG_NAMES[name]
+        elif name in fields:  # a swept field: its dimension is named after it
+            ds[name].attrs["long_name"] = SWEPT_NAMES.get(
+                name, fields[name].replace(".", " ").replace("_", " ")
+            )
+        ds[name].attrs.pop("description", None)
+    return ds
 
 
 def assemble(
@@ -108,6 +154,4 @@ def assemble(
     coords: dict[str, Any] = {axis.name: list(axis.values) for axis in experiment.axes}
     coords["step"] = steps
     coords["layer"] = np.arange(1, sizes["layer"] + 1)
-    ds = xr.Dataset(data_vars, coords=coords, attrs=dict(attrs or {}))
-    ds["layer"].attrs["description"] = "weight matrix index: hidden layers 1..L, then the readout L+1"
-    return ds
+    return label(xr.Dataset(data_vars, coords=coords, attrs=dict(attrs or {})))
