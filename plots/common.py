@@ -9,8 +9,10 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr
+from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from sweep.predictions import final_accuracy, final_value  # noqa: F401  (re-exported for figures)
 
@@ -31,7 +33,8 @@ def reduce_to(da: xr.DataArray, keep: tuple[str, ...]) -> tuple[xr.DataArray, st
     reduced array and a phrase saying what was done (for titles)."""
     notes = []
     if "seed" in da.dims and "seed" not in keep:
-        notes.append(f"mean over {da.sizes['seed']} seeds")
+        if da.sizes["seed"] > 1:
+            notes.append(f"mean over {da.sizes['seed']} seeds")
         da = da.mean("seed")
     for dim in [d for d in da.dims if d not in keep]:
         notes.append(f"best over {dim}")
@@ -47,15 +50,117 @@ def spread(values: np.ndarray, k: int) -> list:
     return [values[i] for i in np.unique(np.linspace(0, len(values) - 1, k).round().astype(int))]
 
 
+def _words(value: Any) -> str:
+    """A config value for a title: swept values joined by '/' (not a Python list)."""
+    values = value if isinstance(value, list) else [value]
+    return "/".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)
+
+
 def describe(ds: xr.Dataset) -> str:
-    """One line saying what was run, for figure titles."""
+    """One line saying what was run, for figure titles; a run of 0 steps says "at initialisation" and
+    names no optimizer."""
     c = run_config(ds)
     m, d, t = c.get("model", {}), c.get("data", {}), c.get("train", {})
-    lr = t.get("learning_rate")
-    return (
-        f"{m.get('activation')} {m.get('arch', 'mlp')}, width {m.get('width')}, {m.get('init')} init, "
-        f"{d.get('name')}, {t.get('optimizer')} lr={lr}, {t.get('steps')} steps"
+    what = (
+        f"{_words(m.get('activation'))} {m.get('arch', 'mlp')}, width {_words(m.get('width'))}, "
+        f"{_words(m.get('init'))} init, {d.get('name')}"
     )
+    if not t.get("steps"):
+        return f"{what}, at initialisation"
+    lr = _words(t.get("learning_rate"))
+    return f"{what}, {t.get('optimizer')} lr={lr}, {_words(t.get('steps'))} steps"
+
+
+def chance(ds: xr.Dataset) -> tuple[float, float]:
+    """(loss, accuracy) of a guess that ignores the input: ln C and 1/C for C classes."""
+    n_classes = float(ds.attrs.get("n_classes", 10))
+    return float(np.log(n_classes)), 1.0 / n_classes
+
+
+def held_phrase(da: xr.DataArray, keep: tuple[str, ...]) -> str:
+    """'init = gaussian, ...' for every swept dim that ``hold_first`` would hold (seed excluded)."""
+    held = [d for d in da.dims if d not in keep and d != "seed" and da.sizes[d] > 1]
+    return ", ".join(f"{d} = {_words(da[d].values[0].item())}" for d in held)
+
+
+# ----------------------------------------------------------------- one sigma_w2 per curve, coloured by phase
+CRITICAL_TOLERANCE = 0.01  # |ln chi_1| below this: labelled "critical"
+NEAR_CRITICAL = 0.1  # the sigma_w2 closest to criticality is drawn black if |ln chi_1| is below this
+
+
+def chi_by_sigma(ds: xr.Dataset) -> dict[float, float]:
+    """chi_1 (mean field) of each swept sigma_w2, other swept dims at their first value."""
+    chi = hold_first(ds["chi_1"], ("sigma_w2",))
+    return {
+        float(s): float(c) for s, c in zip(chi["sigma_w2"].values, np.atleast_1d(chi.values), strict=True)
+    }
+
+
+def pick_sigmas(ds: xr.Dataset, k: int) -> list[float]:
+    """Up to k swept sigma_w2 spread over the sweep, always including the one closest to criticality."""
+    chis = chi_by_sigma(ds)
+    values = sorted(chis)
+    picked = spread(values, k)
+    critical = min(values, key=lambda s: abs(np.log(chis[s])) if chis[s] > 0 else np.inf)
+    if critical not in picked:
+        inner = picked[1:-1] or picked
+        picked[picked.index(min(inner, key=lambda s: abs(s - critical)))] = critical
+    return sorted(set(picked))
+
+
+def _shades(n: int) -> np.ndarray:
+    """n colour-map positions from a readable mid tone (0.55) to a dark one (0.95); one: 0.8."""
+    return np.linspace(0.55, 0.95, n) if n > 1 else np.full(n, 0.8)
+
+
+def sigma_styles(ds: xr.Dataset, sigmas: list[float]) -> list[dict[str, Any]]:
+    """Line styles (color, lw, zorder, label) for curves of ``sigmas``: the one closest to criticality
+    (if chi_1 is within 10% of 1) black and thick, on top; the ordered side in blues and the chaotic side
+    in reds, darker further from criticality, never paler than a mid tone."""
+    chis = chi_by_sigma(ds)
+    distance = {s: abs(np.log(chis[s])) if chis[s] > 0 else np.inf for s in sigmas}
+    nearest = min(sigmas, key=distance.get)
+    critical = nearest if distance[nearest] < NEAR_CRITICAL else None
+    ordered = [s for s in sigmas if s != critical and chis[s] < 1]
+    chaotic = [s for s in sigmas if s != critical and chis[s] >= 1]
+    blues = dict(zip(ordered, plt.cm.Blues(_shades(len(ordered))[::-1]), strict=True))
+    reds = dict(zip(chaotic, plt.cm.Reds(_shades(len(chaotic))), strict=True))
+    styles = []
+    for s in sigmas:
+        label = rf"$\sigma_w^2$={s:.3g} ($\chi_1$={chis[s]:.2f})"
+        if s == critical:
+            word = "critical" if distance[s] < CRITICAL_TOLERANCE else "closest to critical"
+            styles.append({"color": "black", "lw": 2.6, "zorder": 4, "label": f"{label}, {word}"})
+        else:
+            styles.append({"color": blues.get(s, reds.get(s)), "lw": 1.4, "zorder": 2, "label": label})
+    return styles
+
+
+def _tick_label(value: float, _: object = None) -> str:
+    return f"{value:.3g}" if 1e-3 <= abs(value) < 1e4 else f"$10^{{{np.log10(value):.3g}}}$"
+
+
+def readable_log_axis(ax: plt.Axes, axis: str = "y") -> None:
+    """Enough labelled ticks on a log axis to read values off it: nice linear values within 1.2 decades,
+    1-2-3-5 or 1-2-5 steps within 3.5, powers of ten beyond. Call after the limits are final."""
+    lo, hi = ax.get_ylim() if axis == "y" else ax.get_xlim()
+    if not (0 < lo < hi):
+        return
+    decades = np.log10(hi / lo)
+    target = ax.yaxis if axis == "y" else ax.xaxis
+    if decades > 3.5:
+        target.set_major_locator(LogLocator(base=10, numticks=12))
+        return
+    if decades <= 1.2:
+        ticks = [
+            t for t in MaxNLocator(nbins=6, steps=[1, 2, 2.5, 5, 10]).tick_values(lo, hi) if lo <= t <= hi
+        ]
+    else:
+        subs = (1.0, 2.0, 3.0, 5.0) if decades < 2.2 else (1.0, 2.0, 5.0)
+        ticks = [t for t in LogLocator(base=10, subs=subs).tick_values(lo, hi) if lo <= t <= hi]
+    target.set_major_locator(FixedLocator(ticks))
+    target.set_major_formatter(FuncFormatter(_tick_label))
+    target.set_minor_formatter(NullFormatter())
 
 
 def geometric_mean_over_seeds(da: xr.DataArray) -> xr.DataArray:

@@ -32,7 +32,7 @@ def correlation_maps_figure(ds: xr.Dataset) -> Figure:
     fig, axes = plt.subplots(
         1, len(sigma_b2s), figsize=(4.2 * len(sigma_b2s), 4), squeeze=False, constrained_layout=True
     )
-    colours = plt.cm.viridis(np.linspace(0, 0.9, ds.sizes["sigma_w2"]))
+    colours = plt.cm.viridis(np.linspace(0, 0.8, ds.sizes["sigma_w2"]))  # no pale yellow
     grid = np.linspace(-0.2, 1.0, 200)
     for ax, sigma_b2 in zip(axes[0], sigma_b2s, strict=True):
         for sigma_w2, colour in zip(ds["sigma_w2"].values, colours, strict=True):
@@ -40,10 +40,12 @@ def correlation_maps_figure(ds: xr.Dataset) -> Figure:
             now = point.sel(layer=slice(1, depth - 1)).values.ravel()
             nxt = point.sel(layer=slice(2, depth)).values.ravel()
             chi = float(chi_1.sel(sigma_w2=sigma_w2, sigma_b2=sigma_b2))
-            ax.plot(now, nxt, "o", ms=2.5, alpha=0.5, color=colour)
+            ax.plot(now, nxt, "o", ms=2.5, alpha=0.55, color=colour)
             q = float(q_star.sel(sigma_w2=sigma_w2, sigma_b2=sigma_b2))
             theory = np.asarray(correlation_map(activation, grid, q, sigma_w2, sigma_b2))
-            ax.plot(grid, theory, "-", color=colour, label=rf"$\sigma_w^2$={sigma_w2:g} ($\chi_1$={chi:.2f})")
+            near = abs(np.log(chi)) < 0.01
+            label = rf"$\sigma_w^2$={sigma_w2:g} ($\chi_1$={chi:.2f}{', critical' if near else ''})"
+            ax.plot(grid, theory, "--" if near else "-", color=colour, lw=2.2 if near else 1.6, label=label)
         ax.plot([-0.2, 1], [-0.2, 1], color="grey", lw=0.8, ls=":")
         ax.set_xlim(-0.2, 1.02)
         ax.set_ylim(-0.2, 1.02)
@@ -52,7 +54,9 @@ def correlation_maps_figure(ds: xr.Dataset) -> Figure:
         ax.legend(fontsize=7, loc="upper left")
     axes[0][0].set_ylabel(r"$c^{l+1}$")
     fig.suptitle(
-        f"Correlation maps at initialisation (dots: measured, lines: mean field): {describe(ds)}", fontsize=9
+        "Correlation maps: dots measured (layers, input pairs, seeds), lines mean field\n"
+        f"{describe(ds)}, depth {depth}; dotted: the diagonal $c^{{l+1}} = c^l$",
+        fontsize=9,
     )
     return fig
 
@@ -61,4 +65,7 @@ def order_chaos_theory_figure(ds: xr.Dataset) -> Figure:
     """The theory's phase diagram over (sigma_w2, sigma_b2) for the run's activation, covering its grid."""
     activation = run_config(ds)["model"]["activation"]
     top = max(1.0, 1.5 * float(ds["sigma_b2"].max()))
-    return order_chaos_figure(activation, sigma_b2_max=top)
+    marked = ([float(w) for w in ds["sigma_w2"].values], [float(b) for b in ds["sigma_b2"].values])
+    return order_chaos_figure(
+        activation, sigma_b2_max=top, mark=marked, mark_label="measured (correlation maps)"
+    )

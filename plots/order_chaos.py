@@ -18,8 +18,8 @@ from sweep.theory import mean_field as mf
 
 _XI_MAX = 1e3  # top of the ξ_c colour scale (ξ_c diverges on the critical line)
 _TITLES = {
-    "xi_c": "correlation depth scale ξ_c",
-    "chi_1": "χ₁ (mean squared singular value of one layer's Jacobian)",
+    "xi_c": r"correlation depth scale $\xi_c$",
+    "chi_1": r"$\chi_1$ (mean squared singular value of one layer's Jacobian)",
 }
 
 
@@ -29,13 +29,15 @@ def order_chaos_figure(
     sigma_w2_range: tuple[float, float] | None = None,
     resolution: tuple[int, int] = (200, 120),
     quantity: str = "xi_c",
-    mark: tuple[Sequence[float], float] | None = None,
+    mark: tuple[Sequence[float], float | Sequence[float]] | None = None,
+    mark_label: str = "requested",
 ) -> Figure:
     """Phase diagram of ``activation``: ``quantity`` ("xi_c" or "chi_1") over σ_w² (x) and σ_b² (y).
 
     ``sigma_w2_range`` defaults to (0.1, max(4, 1.5 × critical σ_w² at ``sigma_b2_max``, marked points));
     ``resolution`` is the number of (σ_w², σ_b²) grid points; ``mark = (sigma_w2_values, sigma_b2)`` draws
-    those points. ξ_c is infinite on the critical line; the colour scale stops at 1000. Grey: no finite
+    those points (every pair if ``sigma_b2`` is a sequence too), each labelled with its σ_w², in the legend
+    as ``mark_label``. ξ_c is infinite on the critical line; the colour scale stops at 1000. Grey: no finite
     q* (the length diverges, e.g. relu with σ_w² > 2).
     """
     if quantity not in _TITLES:
@@ -45,7 +47,7 @@ def order_chaos_figure(
     line = np.asarray(boundary.sigma_w2, dtype=np.float64)
     if sigma_w2_range is None:
         top = np.nanmax(line) if np.isfinite(line).any() else 2.0
-        marked = max(mark[0], default=0.0) if mark is not None else 0.0
+        marked = max(mark[0], default=0.0) if mark is not None else 0.0  # σ_w² values of the marks
         sigma_w2_range = (0.1, float(max(4.0, 1.5 * top, 1.05 * marked)))
     w2 = np.linspace(*sigma_w2_range, resolution[0])
     grid_w2, grid_b2 = np.meshgrid(w2, b2)
@@ -68,13 +70,27 @@ def order_chaos_figure(
     shown = np.ma.masked_where(no_fixed_point, values)
     mesh = ax.pcolormesh(w2, b2, shown, norm=norm, cmap=cmap.with_extremes(bad="0.8"), shading="auto")
     fig.colorbar(mesh, ax=ax, label=_TITLES[quantity])
-    ax.plot(line, b2, color="white" if quantity == "xi_c" else "black", lw=2, label="χ₁ = 1")
+    ax.plot(
+        line, b2, color="white" if quantity == "xi_c" else "black", lw=2, label=r"$\chi_1 = 1$ (critical)"
+    )
     if mark is not None:
-        ax.plot(list(mark[0]), [mark[1]] * len(mark[0]), "o", color="red", ms=4, label="requested")
+        b2s = [float(b) for b in np.atleast_1d(mark[1])]
+        points = [(float(w), b) for b in b2s for w in mark[0]]
+        ax.plot(*zip(*points, strict=True), "o", color="red", mec="white", ms=6, label=mark_label)
+        for w, b in points:
+            ax.annotate(
+                f"{w:g}",
+                (w, b),
+                xytext=(0, 6),
+                textcoords="offset points",
+                ha="center",
+                fontsize=7,
+                color="white" if quantity == "xi_c" else "black",
+            )
     ax.set_xlim(*sigma_w2_range)
     ax.set_ylim(0.0, sigma_b2_max)
-    ax.set_xlabel("σ_w²")
-    ax.set_ylabel("σ_b²")
+    ax.set_xlabel(r"$\sigma_w^2$ (weight variance)")
+    ax.set_ylabel(r"$\sigma_b^2$ (bias variance)")
     name = activation if isinstance(activation, str) else getattr(activation, "__name__", "custom")
     ax.set_title(f"{name}: ordered (left) and chaotic (right) phases")
     ax.legend(loc="upper left", fontsize="small")

@@ -2,17 +2,30 @@
 
 Overlays (Schoenholz et al. 2017): the critical sigma_w2 (chi_1 = 1) and the curve depth = n * xi_c(sigma_w2)
 with n = ``measure.xi_multiple`` (default 6), below which mean-field theory expects a network to train.
+The colour scale spans the data: chance (1/C) at the bottom, the best cell at the top; each cell is
+labelled with its value. The overlays are outlined so that they stay visible over every colour.
 """
 
 from __future__ import annotations
 
+import matplotlib.patheffects as pe
 import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
-from plots.common import describe, final_accuracy, reduce_to, run_config
+from plots.common import chance, describe, final_accuracy, reduce_to, run_config
 from sweep.theory.mean_field import xi_c
+
+MAX_LABELLED_CELLS = 200  # beyond this, cells are too small for their values
+
+
+def colour_limits(accuracy: xr.DataArray, ds: xr.Dataset) -> tuple[float, float]:
+    """(chance, best cell): the colour scale of the heatmap."""
+    low = chance(ds)[1]
+    best = float(np.nanmax(accuracy.values)) if np.isfinite(accuracy.values).any() else low
+    return low, max(best, low + 1e-3)
 
 
 def phase_diagram_figure(ds: xr.Dataset, variable: str = "train_accuracy") -> Figure:
@@ -20,17 +33,24 @@ def phase_diagram_figure(ds: xr.Dataset, variable: str = "train_accuracy") -> Fi
     seeds averaged, any other swept dim maximised over (said in the title). Needs dims sigma_w2, depth."""
     accuracy, note = reduce_to(final_accuracy(ds, variable), ("depth", "sigma_w2"))
     accuracy = accuracy.transpose("depth", "sigma_w2")
-    fig, ax = plt.subplots(figsize=(7, 5), constrained_layout=True)
+    low, best = colour_limits(accuracy, ds)
+    fig, ax = plt.subplots(figsize=(7.5, 5.6), layout="constrained")
     mesh = ax.pcolormesh(
         accuracy["sigma_w2"],
         accuracy["depth"],
         accuracy.values,
         shading="nearest",
         cmap="viridis",
-        vmin=float(1.0 / ds.attrs.get("n_classes", 10)),
-        vmax=1.0,
+        vmin=low,
+        vmax=best,
     )
-    fig.colorbar(mesh, ax=ax, label=f"final {variable.replace('_', ' ')}")
+    bar = fig.colorbar(mesh, ax=ax, label=f"final {variable.replace('_', ' ')}")
+    inner = MaxNLocator(nbins=5).tick_values(low, best)
+    inner = [t for t in inner if low + 0.06 * (best - low) < t < best - 0.06 * (best - low)]
+    bar.set_ticks([low, *inner, best])
+    bar.ax.set_yticklabels([f"{low:.2f} (chance)", *(f"{t:.2f}" for t in inner), f"{best:.2f} (best)"])
+    if accuracy.size <= MAX_LABELLED_CELLS:
+        _label_cells(ax, accuracy, low, best)
     _overlay_theory(ax, ds)
     ax.set_xlabel(r"weight variance $\sigma_w^2$")
     ax.set_ylabel("depth L (hidden layers)")
@@ -45,20 +65,65 @@ def phase_diagram_figure(ds: xr.Dataset, variable: str = "train_accuracy") -> Fi
     return fig
 
 
+def _label_cells(ax: plt.Axes, accuracy: xr.DataArray, low: float, best: float) -> None:
+    """Each cell's value, dark on the bright cells and white on the dark ones."""
+    middle = low + 0.6 * (best - low)
+    for depth in accuracy["depth"].values:
+        for sigma in accuracy["sigma_w2"].values:
+            value = float(accuracy.sel(depth=depth, sigma_w2=sigma))
+            if np.isfinite(value):
+                colour, edge = ("k", "w") if value > middle else ("w", "k")
+                ax.text(
+                    sigma,
+                    depth,
+                    f"{value:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color=colour,
+                    path_effects=[pe.withStroke(linewidth=1.5, foreground=edge)],
+                )
+
+
+def _edges(values: np.ndarray) -> tuple[float, float]:
+    """The outer edges of the cells centred on ``values`` (as pcolormesh's nearest shading draws them)."""
+    values = np.sort(np.asarray(values, np.float64))
+    if len(values) < 2:
+        return float(values[0]) - 0.5, float(values[0]) + 0.5
+    return float(values[0] - (values[1] - values[0]) / 2), float(values[-1] + (values[-1] - values[-2]) / 2)
+
+
 def _overlay_theory(ax: plt.Axes, ds: xr.Dataset) -> None:
-    """Critical line and n * xi_c curve, when activation and sigma_b2 are fixed in the run."""
+    """Critical line and n * xi_c curve, when activation and sigma_b2 are fixed in the run; both across the
+    whole measured region (to the cells' outer edges), outlined, with the legend below the axes."""
     config = run_config(ds)
     activation, sigma_b2 = config["model"]["activation"], config["model"]["sigma_b2"]
     if isinstance(activation, list) or isinstance(sigma_b2, list):
         return
     n = config["measure"]["xi_multiple"]
-    lo, hi = float(ds["sigma_w2"].min()), float(ds["sigma_w2"].max())
-    sigma = np.linspace(lo, hi, 400)
+    left, right = _edges(ds["sigma_w2"].values)
+    bottom, top = _edges(ds["depth"].values)
+    sigma = np.linspace(max(left, 1e-3), right, 400)
     depth = n * np.asarray(xi_c(activation, sigma, np.full_like(sigma, sigma_b2)))
-    top = float(ds["depth"].max()) * 1.05
-    ax.plot(sigma, np.minimum(depth, 10 * top), color="white", lw=2, label=rf"${n:g}\,\xi_c$ (mean field)")
+    outline = [pe.Stroke(linewidth=4.5, foreground="black"), pe.Normal()]
+    ax.plot(
+        sigma,
+        np.minimum(depth, 10 * top),
+        color="white",
+        lw=2.5,
+        path_effects=outline,
+        label=rf"depth = ${n:g}\,\xi_c$ (mean field: trainable below)",
+    )
     critical = ds.attrs.get("critical_sigma_w2")
-    if critical is not None and lo <= critical <= hi:
-        ax.axvline(critical, color="red", ls="--", lw=1.5, label=rf"critical $\sigma_w^2$ = {critical:.2f}")
-    ax.set_ylim(float(ds["depth"].min()) * 0.5, top)
-    ax.legend(loc="upper right", fontsize=8, framealpha=0.6)
+    if critical is not None and left <= critical <= right:
+        ax.axvline(
+            critical,
+            color="#ff3030",
+            ls="--",
+            lw=2.2,
+            path_effects=[pe.Stroke(linewidth=4.2, foreground="white"), pe.Normal()],
+            label=rf"critical $\sigma_w^2$ = {critical:.2f} ($\chi_1 = 1$)",
+        )
+    ax.set_xlim(left, right)
+    ax.set_ylim(max(bottom, 0.0), top)
+    ax.figure.legend(*ax.get_legend_handles_labels(), loc="outside lower center", fontsize=8, ncols=2)

@@ -2,8 +2,13 @@
 
 Left: the measured mean squared pre-activation q^l per layer for several sigma_w2, with the length map
 iterated from the first layer's q^1 = sigma_w2 * mean(x^2) + sigma_b2. Right: the measured per-layer
-factor by which gradient norms change going back one layer, g_l / g_{l+1} (geometric mean over hidden
-layers), against the prediction sqrt(chi_1).
+factor by which weight-gradient norms g_l = ||dL/dW^l|| change going back one layer, g_l / g_{l+1}
+(geometric mean over hidden layers 2..L-1), against two predictions: sqrt(chi_1) at the fixed point q*,
+and the same factor layer by layer from the length map. Since dL/dW^l = delta^l x^{l-1}^T,
+g_l / g_{l+1} = (|delta^l| / |delta^{l+1}|) (|x^{l-1}| / |x^l|) = sqrt(sigma_w2 E[phi'(h^l)^2]) *
+sqrt((q^l - sigma_b2) / (q^{l+1} - sigma_b2)): the second factor is 1 once q^l has reached q*, but not
+where q^l has no finite fixed point (relu without bias: it cancels the first, g_l is flat in l).
+The sigma_w2 where the measured factor crosses 1 is marked (interpolated in log).
 """
 
 from __future__ import annotations
@@ -13,8 +18,41 @@ import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
 
-from plots.common import describe, hold_first, run_config, spread
+from plots.common import (
+    describe,
+    held_phrase,
+    hold_first,
+    pick_sigmas,
+    readable_log_axis,
+    run_config,
+    sigma_styles,
+)
+from plots.spectra import d2_moments
 from sweep.theory.mean_field import chi_1, length_map_iterates
+
+
+def layer_resolved_ratio(
+    activation: str, sigma_w2: np.ndarray, sigma_b2: float, input_q: float, depth: int
+) -> np.ndarray:
+    """Mean-field g_l / g_{l+1} for each ``sigma_w2``, geometric mean over l = 2..depth-1, from the length
+    map's q^l (see the module docstring). Needs depth > 3."""
+    w2 = np.asarray(sigma_w2, np.float64)[:, None]
+    q1 = w2 * input_q + sigma_b2
+    rest = np.asarray(length_map_iterates(activation, w2[:, 0], sigma_b2, q1[:, 0], depth - 1), np.float64)
+    q = np.concatenate([q1, rest], axis=1)  # q^1 .. q^depth
+    mu1, _ = d2_moments(activation, 1.0, sigma_b2, q[:, 1 : depth - 1])  # E[phi'(h^l)^2], l = 2..depth-1
+    log_delta = 0.5 * np.log(w2 * mu1)
+    log_forward = 0.5 * (np.log(q[:, 1 : depth - 1] - sigma_b2) - np.log(q[:, 2:depth] - sigma_b2))
+    return np.exp(np.mean(log_delta + log_forward, axis=1))
+
+
+def crossing(x: np.ndarray, y: np.ndarray) -> float | None:
+    """First x where y crosses 1 (linear interpolation of log y), or None."""
+    log_y = np.log(np.asarray(y, np.float64))
+    for i in range(len(x) - 1):
+        if np.isfinite(log_y[i : i + 2]).all() and log_y[i] * log_y[i + 1] <= 0 and log_y[i] != log_y[i + 1]:
+            return float(x[i] + (x[i + 1] - x[i]) * log_y[i] / (log_y[i] - log_y[i + 1]))
+    return None
 
 
 def signal_propagation_figure(ds: xr.Dataset, n_curves: int = 5) -> Figure:
@@ -29,34 +67,72 @@ def signal_propagation_figure(ds: xr.Dataset, n_curves: int = 5) -> Figure:
     log_ratio = np.log(grad / grad.shift(layer=-1)).sel(layer=slice(2, depth - 1))
     log_ratio = log_ratio.mean("layer")
     ratio = np.exp(log_ratio.mean("seed")) if "seed" in log_ratio.dims else np.exp(log_ratio)
+    held = held_phrase(q, ("sigma_w2", "layer"))
     q, ratio = hold_first(q, ("sigma_w2", "layer")), hold_first(ratio, ("sigma_w2",))
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
-    sigmas = spread(ds["sigma_w2"].values, n_curves)
-    colours = plt.cm.coolwarm(np.linspace(0, 1, len(sigmas)))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8), layout="constrained")
+    sigmas = pick_sigmas(ds, n_curves)
     input_q = float(ds.attrs.get("input_mean_square", 1.0))
     fixed_b2 = not isinstance(sigma_b2, list)
-    for sigma, colour in zip(sigmas, colours, strict=True):
+    for sigma, style in zip(sigmas, sigma_styles(ds, sigmas), strict=True):
         measured = q.sel(sigma_w2=sigma).dropna("layer").sel(layer=slice(1, depth))
+        colour, label = style["color"], style["label"]
         left.semilogy(
-            measured["layer"], measured, "o", ms=3, color=colour, label=rf"$\sigma_w^2$={sigma:.2f}"
+            measured["layer"], measured, "o", ms=3, color=colour, label=label, zorder=style["zorder"]
         )
         if fixed_b2 and depth > 1:
             q1 = sigma * input_q + sigma_b2
             rest = np.asarray(length_map_iterates(activation, sigma, sigma_b2, q1, depth - 1))
-            left.semilogy(np.arange(1, depth + 1), np.concatenate([[q1], rest]), "-", color=colour)
+            left.semilogy(
+                np.arange(1, depth + 1), np.concatenate([[q1], rest]), "-", color=colour, lw=style["lw"] * 0.8
+            )
     left.set_xlabel("layer l")
     left.set_ylabel(r"$q^l$ = mean squared pre-activation")
     left.set_title("forward signal at initialisation (dots: measured, lines: length map)", fontsize=9)
-    left.legend(fontsize=7)
-    right.semilogy(ratio["sigma_w2"], ratio, "o", color="k", label="measured (geometric mean over layers)")
+    left.grid(alpha=0.25)
+    readable_log_axis(left)
+    fig.legend(*left.get_legend_handles_labels(), loc="outside left center", fontsize=7)
+
+    x = ratio["sigma_w2"].values
+    right.semilogy(x, ratio, "o", color="k", ms=6, zorder=4, label="measured (geometric mean over layers)")
+    for sigma, value in zip(x, ratio.values, strict=True):
+        right.annotate(
+            f"{sigma:.3g}", (sigma, value), xytext=(4, -9), textcoords="offset points", fontsize=6.5
+        )
+    measured_cross = crossing(x, ratio.values)
     if fixed_b2:
-        fine = np.linspace(float(ds["sigma_w2"].min()), float(ds["sigma_w2"].max()), 200)
+        fine = np.linspace(float(x.min()), float(x.max()), 200)
         predicted = np.sqrt(np.asarray(chi_1(activation, fine, np.full_like(fine, sigma_b2))))
-        right.semilogy(fine, predicted, "-", color="tab:red", label=r"$\sqrt{\chi_1}$ (mean field)")
+        right.semilogy(fine, predicted, "-", color="tab:red", label=r"$\sqrt{\chi_1}$ at $q^*$ (mean field)")
+        if depth > 3:
+            resolved = layer_resolved_ratio(activation, x, sigma_b2, input_q, depth)
+            right.semilogy(
+                x,
+                resolved,
+                "x",
+                color="tab:blue",
+                ms=8,
+                mew=1.8,
+                zorder=3,
+                label=r"mean field layer by layer ($q^l$ from the length map)",
+            )
+    critical = ds.attrs.get("critical_sigma_w2")
+    if critical is not None and x.min() <= critical <= x.max():
+        right.axvline(
+            critical, color="tab:red", ls="--", lw=1, label=rf"critical $\sigma_w^2$ = {critical:.3g}"
+        )
+    if measured_cross is not None:
+        right.axvline(
+            measured_cross, color="k", ls=":", lw=1.2, label=f"measured crosses 1 at {measured_cross:.3g}"
+        )
     right.axhline(1.0, color="grey", lw=0.8)
-    right.set_xlabel(r"$\sigma_w^2$")
+    lo, hi = right.get_ylim()
+    right.set_ylim(lo, hi * (hi / lo) ** 0.45)  # headroom for the legend above the data
+    readable_log_axis(right)
+    right.set_xlabel(r"$\sigma_w^2$ (points labelled with their value)")
     right.set_ylabel(r"gradient norm ratio $g_l / g_{l+1}$")
     right.set_title("backward signal: growth per layer toward the input", fontsize=9)
-    right.legend(fontsize=8)
-    fig.suptitle(f"Signal propagation, depth {depth}: {describe(ds)}", fontsize=9)
+    right.grid(alpha=0.25)
+    right.legend(fontsize=7, loc="upper left")
+    title = f"Signal propagation at initialisation, depth {depth}: {describe(ds)}"
+    fig.suptitle(title + (f" (held at {held})" if held else ""), fontsize=9)
     return fig

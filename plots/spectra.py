@@ -50,7 +50,7 @@ import xarray as xr
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
-from plots.common import run_config, spread
+from plots.common import readable_log_axis, run_config, spread
 from sweep.activations import get_activation
 from sweep.theory.free_probability import d2_law, jacobian_moments, singular_value_density
 from sweep.theory.mean_field import chi_1
@@ -206,7 +206,7 @@ def spectra_figure(ds: xr.Dataset, step: int = 0) -> Figure:
         len(inits),
         figsize=(5.4 * len(inits), 2.8 * len(depths) + 1.2),
         squeeze=False,
-        constrained_layout=True,
+        layout="constrained",
     )
     for row, depth in enumerate(depths):
         panels = []
@@ -228,10 +228,11 @@ def spectra_figure(ds: xr.Dataset, step: int = 0) -> Figure:
         fontsize=8,
     )
     fig.suptitle(
-        f"Singular values of the input-output Jacobian J vs free probability (Pennington et al. 2017)\n"
+        r"Singular values of the input-output Jacobian $J = \partial x^L / \partial x^1$ vs free probability"
+        " (Pennington et al. 2017)\n"
         f"{_what(ds, step)}{held_note}\n"
-        f"theory: N = inf at the fixed point q* (the first layers, at q^l > q*, are not in it). "
-        f"floor: {FLOOR_DECADES:g} decades below the largest sigma (float32 round-off)",
+        r"theory: $N = \infty$ at the fixed point $q^*$ (the first layers, at $q^l > q^*$, are not in it). "
+        rf"floor: {FLOOR_DECADES:g} decades below the largest $\sigma$ (float32 round-off)",
         fontsize=8,
     )
     return fig
@@ -265,7 +266,7 @@ def _spectra_panel(
     span: tuple[float, float] | None,
 ) -> None:
     factors = f"{depth - 1} factor{'s' if depth != 2 else ''}"
-    ax.set_title(f"depth {depth} (J: {factors} D W), {_INIT_NAMES.get(init, init)}", fontsize=9)
+    ax.set_title(f"depth {depth} (J: {factors} $DW$), {_INIT_NAMES.get(init, init)}", fontsize=9)
     ax.set_xlabel(r"$\log_{10}\sigma$,  $\sigma$ = singular value of J")
     ax.set_ylabel(r"density per unit $\log_{10}\sigma$")
     panel = _panel_range(values)
@@ -306,7 +307,7 @@ def _spectra_panel(
         texts.append((text, colour))
         for loc, mass in atoms_above:
             ax.axvline(math.log10(loc), color=colour, lw=1.3, ls="--")
-            texts.append((f"{curve.activation}: atom {mass:.2f} at sigma = {loc:.3g} (dashed)", colour))
+            texts.append((rf"{curve.activation}: atom {mass:.2f} at $\sigma$ = {loc:.3g} (dashed)", colour))
     ax.axvline(0.0, color="grey", lw=0.6, ls=":")
     ax.set_xlim(*span)
     ax.set_ylim(0.0, 1.25 * peak * (1.0 + 0.12 * len(texts)) if peak > 0 else 1.0)
@@ -405,7 +406,7 @@ def spectral_spread_figure(ds: xr.Dataset, step: int = 0) -> Figure:
     depths = [int(d) for d in ds["depth"].values]
     inits, lines = _inits(ds, config), curves(ds)
     held, held_note = _held(ds)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5.0), constrained_layout=True)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5.6), layout="constrained")
     fine = np.unique(np.geomspace(max(min(depths), 1), max(depths), 80).round().astype(int))
     styles = {"gaussian": ("o", "-"), "orthogonal": ("s", "--")}
     for curve, colour in zip(lines, _COLOURS, strict=False):
@@ -425,23 +426,26 @@ def spectral_spread_figure(ds: xr.Dataset, step: int = 0) -> Figure:
                 resolved = _layer_resolved(ds, curve, init, select)
                 left.plot(depths, resolved[:, 1], "x", color=colour, ms=7, mew=1.5)
                 right.plot(depths, resolved[:, 0], "x", color=colour, ms=7, mew=1.5)
-    left.plot([], [], "k-", label="free probability at q* (Gaussian)")
-    left.plot([], [], "k--", label="free probability at q* (orthogonal)")
+    left.plot([], [], "k-", label="free probability at $q^*$ (Gaussian)")
+    left.plot([], [], "k--", label="free probability at $q^*$ (orthogonal)")
     if step == 0 and "q_layer" in ds:
         left.plot([], [], "kx", label="free probability with the measured $q^l$ per layer")
     for ax in (left, right):
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_xlabel("depth L (hidden layers); J = dx^L/dx^1 has L - 1 factors")
+        ax.set_xlabel(r"depth L (hidden layers); $J = \partial x^L / \partial x^1$ has L - 1 factors")
         ax.set_xticks(depths, [str(d) for d in depths])
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.grid(alpha=0.25, which="both")
     left.set_ylabel(r"var($\lambda$) / mean($\lambda$)$^2$,   $\lambda$ = eigenvalue of $JJ^T = \sigma^2$")
-    left.set_title("spread of the spectrum of J J^T (dynamical isometry: 0)", fontsize=9)
-    left.legend(fontsize=6.5, loc="upper left")
-    right.set_ylabel(r"mean squared singular value $m_1$ of J (geometric mean over inputs)")
+    left.set_title(r"spread of the spectrum of $JJ^T$ (dynamical isometry: 0)", fontsize=9)
+    handles, labels = left.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=3, fontsize=7)
+    right.set_ylabel("mean squared singular value $m_1$ of J\n(geometric mean over inputs)")
     right.set_title(r"mean squared singular value (lines: $\chi_1^{L-1}$ = 1 at criticality)", fontsize=9)
     right.axhline(1.0, color="grey", lw=0.6, ls=":")
+    for ax in (left, right):
+        readable_log_axis(ax)
     fig.suptitle(
         f"Jacobian spectral spread vs depth (Pennington et al. 2017): {_what(ds, step)}{held_note}\n"
         "markers: seed mean of per-input values (filled: Gaussian W, open: orthogonal W; bars: seed range); "

@@ -1,37 +1,54 @@
-"""Training curves: training loss against step for several sigma_w2, one panel per depth."""
+"""Training curves: training loss (top) and accuracy (bottom) against step for several sigma_w2, one column
+per depth, with the chance level of each (ln C and 1/C for C classes) drawn as a dotted line."""
 
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
-import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
 
-from plots.common import describe, hold_first, spread
+from plots.common import chance, describe, held_phrase, hold_first, pick_sigmas, sigma_styles, spread
 
 
 def training_curves_figure(ds: xr.Dataset, n_curves: int = 6, n_panels: int = 3) -> Figure:
-    """Mean training loss over seeds against step; the first value of other swept dims."""
-    da = ds["train_loss"]
-    if "seed" in da.dims:
-        da = da.mean("seed")
-    depths = spread(da["depth"].values, n_panels) if "depth" in da.dims else [None]
-    da = hold_first(da, ("sigma_w2", "step", "depth"))
-    sigmas = spread(da["sigma_w2"].values, n_curves) if "sigma_w2" in da.dims else [None]
-    colours = plt.cm.coolwarm(np.linspace(0, 1, len(sigmas)))
+    """Mean over seeds against step; the first value of other swept dims (said in the title)."""
+    keep = ("sigma_w2", "step", "depth")
+    loss, accuracy = ds["train_loss"], ds["train_accuracy"]
+    if "seed" in loss.dims:
+        loss, accuracy = loss.mean("seed"), accuracy.mean("seed")
+    depths = spread(loss["depth"].values, n_panels) if "depth" in loss.dims else [None]
+    held = held_phrase(loss, keep)
+    loss, accuracy = hold_first(loss, keep), hold_first(accuracy, keep)
+    sigmas = pick_sigmas(ds, n_curves) if "sigma_w2" in loss.dims else [None]
+    styles = sigma_styles(ds, sigmas) if sigmas[0] is not None else [{"color": "k"}]
+    chance_loss, chance_accuracy = chance(ds)
     fig, axes = plt.subplots(
-        1, len(depths), figsize=(4 * len(depths), 3.6), sharey=True, constrained_layout=True, squeeze=False
+        2,
+        len(depths),
+        figsize=(max(3.6 * len(depths), 5.5) + 2.2, 6.2),
+        sharex=True,
+        sharey="row",
+        layout="constrained",
+        squeeze=False,
     )
-    for ax, depth in zip(axes[0], depths, strict=True):
-        panel = da.sel(depth=depth) if depth is not None else da
-        for sigma, colour in zip(sigmas, colours, strict=True):
-            curve = panel.sel(sigma_w2=sigma) if sigma is not None else panel
-            name = rf"$\sigma_w^2$={sigma:.2f}" if sigma is not None else None
-            ax.plot(curve["step"], curve.values, color=colour, label=name)
-        ax.set_xlabel("step")
-        ax.set_title(f"depth {depth}" if depth is not None else "")
+    for column, depth in enumerate(depths):
+        for row, (da, level) in enumerate(((loss, chance_loss), (accuracy, chance_accuracy))):
+            ax = axes[row][column]
+            panel = da.sel(depth=depth) if depth is not None else da
+            for sigma, style in zip(sigmas, styles, strict=True):
+                curve = panel.sel(sigma_w2=sigma) if sigma is not None else panel
+                ax.plot(curve["step"], curve.values, **style)
+            ax.axhline(level, color="grey", ls=":", lw=1.2)
+            ax.grid(alpha=0.25)
+        axes[0][column].set_title(f"depth {depth}" if depth is not None else "", fontsize=9)
+        axes[1][column].set_xlabel("step")
+        axes[1][column].set_ylim(bottom=0.0)
     axes[0][0].set_ylabel("training loss")
-    if sigmas[0] is not None:
-        axes[0][-1].legend(fontsize=7)
-    fig.suptitle(f"Training curves: {describe(ds)}", fontsize=9)
+    axes[1][0].set_ylabel("training accuracy")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    handles.append(plt.Line2D([], [], color="grey", ls=":", lw=1.2))
+    labels.append(f"chance: loss ln C = {chance_loss:.3g},\naccuracy 1/C = {chance_accuracy:.3g}")
+    fig.legend(handles, labels, loc="outside right center", fontsize=7)
+    title = f"Training curves: {describe(ds)}"
+    fig.suptitle(title + (f"\n(held at {held})" if held else ""), fontsize=9)
     return fig

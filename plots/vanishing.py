@@ -1,7 +1,8 @@
 """Vanishing and exploding gradients, and whether the network learns, for one activation.
 
 Left and middle: the gradient norm of every layer's weights at initialisation and at the end of
-training, one curve per sigma_w2 labelled with its chi_1. Right: final training accuracy against chi_1.
+training, one curve per sigma_w2 labelled with its chi_1 (critical: black). Right: final training
+accuracy against chi_1, each point labelled with its sigma_w2, with chance (1/C) marked.
 """
 
 from __future__ import annotations
@@ -11,7 +12,17 @@ import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
 
-from plots.common import describe, final_accuracy, geometric_mean_over_seeds, hold_first, run_config
+from plots.common import (
+    chance,
+    describe,
+    final_accuracy,
+    geometric_mean_over_seeds,
+    held_phrase,
+    hold_first,
+    readable_log_axis,
+    run_config,
+)
+from plots.gradients import gradient_norm_panels
 
 
 def vanishing_figure(ds: xr.Dataset) -> Figure:
@@ -19,25 +30,39 @@ def vanishing_figure(ds: xr.Dataset) -> Figure:
     grad = geometric_mean_over_seeds(ds["grad_norm"])
     accuracy = final_accuracy(ds)
     accuracy = accuracy.mean("seed") if "seed" in accuracy.dims else accuracy
-    chi = ds["chi_1"]
+    held = held_phrase(grad, ("sigma_w2", "step", "layer"))
     grad = hold_first(grad, ("sigma_w2", "step", "layer"))
-    accuracy, chi = hold_first(accuracy, ("sigma_w2",)), hold_first(chi, ("sigma_w2",))
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4), constrained_layout=True)
-    colours = plt.cm.coolwarm(np.linspace(0, 1, ds.sizes["sigma_w2"]))
-    for ax, index, label in ((axes[0], 0, "initialisation"), (axes[1], -1, "end of training")):
-        for sigma, colour in zip(ds["sigma_w2"].values, colours, strict=True):
-            curve = grad.isel(step=index).sel(sigma_w2=sigma).dropna("layer")
-            name = rf"$\sigma_w^2$={sigma:g}, $\chi_1$={float(chi.sel(sigma_w2=sigma)):.2f}"
-            ax.semilogy(curve["layer"], curve.values, "o-", ms=2.5, color=colour, label=name)
-        ax.set_xlabel("layer l (input side left; L+1 = readout)")
-        ax.set_title(f"{label} (step {int(grad['step'][index])})", fontsize=9)
-    axes[0].set_ylabel(r"$\|\partial \mathcal{L}/\partial W^l\|_F$")
-    axes[0].legend(fontsize=7)
-    axes[2].semilogx(chi.values, accuracy.values, "o-", color="k")
-    axes[2].axvline(1.0, color="red", ls="--", lw=1, label=r"$\chi_1 = 1$ (critical)")
-    axes[2].set_xlabel(r"$\chi_1$ (mean field)")
-    axes[2].set_ylabel("final training accuracy")
-    axes[2].legend(fontsize=8)
+    accuracy, chi = hold_first(accuracy, ("sigma_w2",)), hold_first(ds["chi_1"], ("sigma_w2",))
+    fig, axes = plt.subplots(
+        1, 3, figsize=(15, 4.4), layout="constrained", gridspec_kw={"width_ratios": [1, 1, 0.8]}
+    )
+    sigmas = [float(s) for s in ds["sigma_w2"].values]
+    gradient_norm_panels(list(axes[:2]), ds, grad, sigmas)
+    right = axes[2]
+    right.semilogx(chi.values, accuracy.values, "-", color="0.5", lw=1, zorder=1)
+    right.scatter(chi.values, accuracy.values, c="k", s=30, zorder=3)
+    for sigma, x, y in zip(sigmas, chi.values, accuracy.values, strict=True):
+        right.annotate(
+            rf"$\sigma_w^2$={sigma:g}",
+            (x, y),
+            xytext=(0, 6),
+            textcoords="offset points",
+            ha="center",
+            fontsize=7,
+        )
+    right.axvline(1.0, color="k", ls="--", lw=1, label=r"$\chi_1 = 1$ (critical)")
+    right.axhline(chance(ds)[1], color="grey", ls=":", lw=1, label="chance (1/C)")
+    right.set_xlim(min(chi.values.min(), 1.0) / 1.15, max(chi.values.max(), 1.0) * 1.15)
+    top = float(np.nanmax(accuracy.values))
+    right.set_ylim(0.0, max(top * 1.15, 2 * chance(ds)[1]))
+    readable_log_axis(right, "x")
+    right.set_xlabel(r"$\chi_1$ (mean field)")
+    right.set_ylabel("final training accuracy")
+    right.set_title("does it learn?", fontsize=9)
+    right.grid(alpha=0.25)
+    right.legend(fontsize=7, loc="lower center")
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside right center", fontsize=7)
     depth = run_config(ds)["model"]["depth"]
-    fig.suptitle(f"Vanishing and exploding gradients, depth {depth}: {describe(ds)}", fontsize=9)
+    title = f"Vanishing and exploding gradients, depth {depth}: {describe(ds)}"
+    fig.suptitle(title + (f" (held at {held})" if held else ""), fontsize=9)
     return fig

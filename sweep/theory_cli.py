@@ -96,7 +96,9 @@ def _print_table(report: dict) -> None:
     print("  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True)))
     for row in rows:
         print("  ".join(v.rjust(w) for v, w in zip(row, widths, strict=True)))
-    print("(inf: no finite fixed point or depth scale; chi_1 < 1 ordered, > 1 chaotic)")
+    print("(chi_1 < 1: ordered phase, > 1: chaotic)")
+    if any(p[name] is None for p in report["points"] for name in FIELDS):
+        print("(inf: no finite fixed point or depth scale)")
 
 
 def run_theory(args: argparse.Namespace) -> int:
@@ -130,7 +132,10 @@ def run_theory(args: argparse.Namespace) -> int:
         from plots.order_chaos import order_chaos_figure
 
         fig = order_chaos_figure(
-            args.activation, sigma_b2_max=max(1.0, 2 * args.sigma_b2), mark=(sigma_w2, args.sigma_b2)
+            args.activation,
+            sigma_b2_max=max(1.0, 2 * args.sigma_b2),
+            mark=(sigma_w2, args.sigma_b2),
+            mark_label=r"tabulated $\sigma_w^2$",
         )
         args.plot.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(args.plot, dpi=120)

@@ -78,3 +78,11 @@ def test_phase_diagram_saves_pdf(tmp_path):
     fig = order_chaos_figure("relu", sigma_b2_max=0.5, resolution=(20, 10), quantity="chi_1")
     fig.savefig(tmp_path / "phase.pdf")
     assert (tmp_path / "phase.pdf").read_bytes()[:4] == b"%PDF"
+
+
+def test_infinity_footnote_only_when_a_value_is_infinite(capsys):
+    assert run_theory(parse("--activation", "tanh", "--sigma-b2", "0.05", "--sigma-w2", "1", "3")) == 0
+    assert "inf" not in capsys.readouterr().out  # neither a value nor the footnote
+    assert run_theory(parse("--activation", "relu", "--sigma-b2", "0.1", "--sigma-w2", "1", "3")) == 0
+    out = capsys.readouterr().out  # relu above sigma_w2 = 2: no finite q*
+    assert " inf" in out and "(inf: no finite fixed point or depth scale)" in out
