@@ -52,3 +52,27 @@ def test_experiment_runs_at_tiny_scale(tmp_path, path, run):
     figures = draw_all(results, tmp_path / "figures")
     assert figures, f"{path.name}: no figure applies"
     matplotlib.pyplot.close("all")
+
+
+DEMO = Path(__file__).parent.parent / "sweep" / "demo.toml"
+
+
+def test_the_demo_is_the_phase_diagrams_quick_scale():
+    """The README's phase diagram comes from phase_diagram.toml at quick scale; `sweep demo` draws the
+    same figure, so the numbers the README quotes are what a new user's demo shows."""
+    quick = load_experiment(EXPERIMENTS[0].parent / "phase_diagram.toml", scale="quick")
+    assert quick.fingerprint() == load_experiment(DEMO).fingerprint()
+
+
+@pytest.mark.slow
+def test_the_demos_deepest_row_trains_only_near_the_critical_point(tmp_path):
+    """The demo's claim, measured: at its deepest depth a net at the critical sigma_w2 trains well
+    (final training accuracy >= 0.8), while the ordered (sigma_w2 = 1) and chaotic (4) ones stay near
+    chance (0.1; the demo's run has 0.09 and 0.16 there, 0.97 at 1.75)."""
+    demo = load_experiment(DEMO)
+    deepest = max(next(a.values for a in demo.axes if a.field == "model.depth"))
+    results = engine.run(DEMO, None, (f"model.depth={deepest}", "model.sigma_w2=[1.0, 1.75, 4.0]"))
+    accuracy = results["train_accuracy"].isel(step=-1)
+    assert float(accuracy.sel(sigma_w2=1.75)) >= 0.8
+    assert float(accuracy.sel(sigma_w2=1.0)) < 0.25
+    assert float(accuracy.sel(sigma_w2=4.0)) < 0.25
