@@ -60,8 +60,14 @@ def draw_all(ds: xr.Dataset, folder: str | Path) -> list[Path]:
         if not applies(ds):
             continue
         fig = make(ds)
-        for suffix in (".png", ".pdf"):
-            fig.savefig(folder / f"{name}{suffix}", dpi=120)
-        plt.close(fig)
+        from functools import partial
+
+        from sweep.store import write_with  # atomic: a full disk leaves no half-written figure
+
+        try:
+            for suffix in (".png", ".pdf"):
+                write_with(folder / f"{name}{suffix}", partial(fig.savefig, format=suffix[1:], dpi=120))
+        finally:
+            plt.close(fig)
         written.append(folder / f"{name}.png")
     return written

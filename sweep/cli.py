@@ -5,18 +5,57 @@
     sweep demo [--out DIR]
     sweep theory --activation NAME --sigma-b2 X [--sigma-w2 A B ...] [--json] [--plot FILE]
 
-Bad input exits with code 2 and one line on stderr naming the file and the field.
+Bad input (a file, a field, an option) or a damaged run directory exits with code 2 and one line on
+stderr per problem, naming the file or the option and what to do; a file that cannot be written (a
+full disk) exits with code 1 and one line saying what is saved, what is not and the command that
+finishes the job.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import shlex
 import signal
 import sys
 from importlib import resources
 from pathlib import Path
 
 from sweep.config import ConfigError
+from sweep.integrity import DamagedFile, DamagedRun
+from sweep.store import WriteFailed
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors in sweep's form: one line, exit code 2."""
+
+    def error(self, message: str) -> None:
+        message = message.removeprefix("argument ")
+        self.exit(2, f"sweep: error: {message}; see `{self.prog} --help`\n")
+
+
+def _number(kind: type, least: float, strict: bool) -> object:
+    """An argparse type: a finite ``kind`` above ``least`` (``strict``) or at least ``least``."""
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not math.isfinite(value) or value < least or (strict and value == least):
+            what = "a whole number" if kind is int else "a number"
+            bound = f"{'above' if strict else 'at least'} {least:g}"
+            raise argparse.ArgumentTypeError(f"must be {what} {bound}, not {text!r}")
+        return value
+
+    return parse
+
+
+POSITIVE_INT, NON_NEGATIVE_INT, POSITIVE_FLOAT = (
+    _number(int, 1, False),
+    _number(int, 0, False),
+    _number(float, 0, True),
+)
 
 DEMO_EXPERIMENT = "demo.toml"  # shipped inside the package (sweep/experiments/demo.toml)
 
@@ -37,11 +76,11 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="overwrite results already in --out")
     parser.add_argument("--resume", action="store_true", help="finish an interrupted run in --out")
     parser.add_argument(
-        "--chunk-size", type=int, default=None, help="variants per chunk (default: from memory)"
+        "--chunk-size", type=POSITIVE_INT, default=None, help="variants per chunk (default: from memory)"
     )
     parser.add_argument(
         "--memory-budget",
-        type=float,
+        type=POSITIVE_FLOAT,
         default=None,
         metavar="GB",
         help="memory for one chunk: per device on accelerators, for all CPU devices together on a CPU "
@@ -59,14 +98,18 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         metavar="HOST:PORT",
         help="jax.distributed coordinator for multi-process runs (SLURM is detected itself)",
     )
-    parser.add_argument("--num-processes", type=int, default=None)
-    parser.add_argument("--process-id", type=int, default=None)
+    parser.add_argument(
+        "--num-processes", type=POSITIVE_INT, default=None, help="processes of a multi-process run"
+    )
+    parser.add_argument(
+        "--process-id", type=NON_NEGATIVE_INT, default=None, help="this process, 0 .. --num-processes - 1"
+    )
     parser.add_argument("--no-plot", action="store_true", help="do not draw figures into DIR/figures")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="sweep",
         description="Train many network variants at once and measure why deep networks do or do not train.",
     )
@@ -89,17 +132,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     submit.add_argument("experiment", type=Path)
     submit.add_argument("--out", type=Path, required=True)
-    submit.add_argument("--array", type=int, required=True, help="number of tasks (shards)")
+    submit.add_argument("--array", type=POSITIVE_INT, required=True, help="number of tasks (shards)")
     submit.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
     submit.add_argument("--scale", default=None)
     submit.add_argument("--partition", default=None)
-    submit.add_argument("--time", type=int, default=60, help="minutes per task")
-    submit.add_argument("--gpus-per-task", type=int, default=0)
+    submit.add_argument("--time", type=POSITIVE_INT, default=60, help="minutes per task")
+    submit.add_argument("--gpus-per-task", type=NON_NEGATIVE_INT, default=0)
     submit.add_argument("--cluster", default=None, help="submitit cluster: slurm (default if found) or local")
     figures = commands.add_parser("figures", help="run every experiment file and collect its figures")
     figures.add_argument("experiments", nargs="*", type=Path, help="default: experiments/*.toml")
     figures.add_argument("--scale", default="quick", help="the files' [scales] entry: quick or full")
-    figures.add_argument("--out", type=Path, default=Path("figures"))
+    figures.add_argument(
+        "--out",
+        type=Path,
+        default=Path("figures"),
+        help="folder for the collected PNGs, named EXPERIMENT[-RUN]-FIGURE.png (default: figures)",
+    )
     theory = commands.add_parser("theory", help="mean-field theory: q*, c*, chi_1, depth scales")
     from sweep.theory_cli import add_theory_arguments
 
@@ -158,12 +206,19 @@ def _run(args: argparse.Namespace, experiment: Path | str) -> int:
         shard=shard,
         chunk_size=args.chunk_size,
         memory_budget_gb=args.memory_budget,
-        progress=not args.quiet,
+        progress=False if args.quiet else None,  # a bar where stderr is a terminal
         log=log,
     )
     if results.attrs.get("missing_variants", 0):
         return 0  # other shards are still running: figures come with the merged results
-    figures = [] if args.no_plot else _plot(results, args.out)
+    try:
+        figures = [] if args.no_plot else _plot(results, args.out)
+    except WriteFailed as failure:
+        saved, not_saved = (
+            f"every chunk and {args.out / 'results.nc'}",
+            f"the figures in {args.out / 'figures'}",
+        )
+        return _write_failed(failure.telling(saved, not_saved), f"sweep plot {args.out}")
     if not args.quiet:
         _print_summary(results, args.out, figures)
     return 0
@@ -172,7 +227,30 @@ def _run(args: argparse.Namespace, experiment: Path | str) -> int:
 def _plot(results, out: Path) -> list[Path]:
     from plots.figures import draw_all
 
-    return draw_all(results, out / "figures")
+    try:
+        return draw_all(results, out / "figures")
+    except OSError as error:  # e.g. making the folder on a full disk (each figure: WriteFailed)
+        raise WriteFailed(out / "figures", error.strerror or str(error)) from error
+
+
+def _write_failed(failure: WriteFailed, finish: str) -> int:
+    """Say which file could not be written, what is saved and what is not, and how to finish; exit 1."""
+    told = "".join(
+        f"; {label}: {value}"
+        for label, value in (("saved", failure.saved), ("not saved", failure.not_saved))
+        if value
+    )
+    print(f"sweep: error: {failure}{told}; `{finish}` finishes it", file=sys.stderr)
+    return 1
+
+
+def _finishing_command(argv: list[str], args: argparse.Namespace) -> str:
+    """The command that finishes what ``argv`` started: the same with --resume (not --force) for a run."""
+    if args.command in ("run", "demo"):
+        argv = [a for a in argv if a not in ("--force", "--resume")] + ["--resume"]
+    elif args.command == "plot":
+        argv = ["plot", str(args.directory)]
+    return shlex.join(["sweep", *argv])
 
 
 class Terminated(Exception):
@@ -184,6 +262,7 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)
     try:
@@ -195,13 +274,22 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "plot":
             from sweep.rundir import load
 
-            for path in _plot(load(args.directory), args.directory):
+            results = load(args.directory)
+            try:
+                figures = _plot(results, args.directory)
+            except WriteFailed as failure:
+                saved = f"the results (untouched) and the figures before {failure.path.name}"
+                raise failure.telling(saved, f"{failure.path.name} and the figures after it") from None
+            for path in figures:
                 print(f"figure: {path}")
             return 0
         if args.command == "merge":
             from sweep.rundir import merge
 
-            results, missing = merge(args.directory)
+            try:
+                results, missing = merge(args.directory)
+            except WriteFailed as failure:
+                raise failure.telling("every chunk (untouched)", str(failure.path)) from None
             done = results.attrs["n_variants"] - missing
             print(f"{args.directory / 'results.nc'}: {done} variants, {missing} missing")
             return 0 if not missing else 1
@@ -211,9 +299,12 @@ def main(argv: list[str] | None = None) -> int:
             s = status(args.directory)
             print(
                 f"{args.directory}: {s.done}/{s.variants} variants done ({s.chunks_done}/{s.chunks} chunks), "
-                f"{s.missing} missing, {s.diverged} diverged"
+                f"{s.missing} missing, {s.diverged} diverged, {s.chunks_damaged} chunk(s) damaged"
+                + (f" (moved to {args.directory / 'chunks' / 'damaged'})" if s.chunks_damaged else "")
             )
-            return 0
+            for line in s.found_damaged:
+                print(f"sweep: error: {line}", file=sys.stderr)
+            return 2 if s.found_damaged else 0
         if args.command == "submit":
             from sweep.submit import submit
 
@@ -245,9 +336,12 @@ def main(argv: list[str] | None = None) -> int:
             from sweep.theory_cli import run_theory
 
             return run_theory(args)
-    except (ConfigError, FileNotFoundError) as error:
-        print(f"sweep: error: {error}", file=sys.stderr)
+    except (ConfigError, FileNotFoundError, DamagedFile, DamagedRun) as error:
+        for line in str(error).splitlines():
+            print(f"sweep: error: {line}", file=sys.stderr)
         return 2
+    except WriteFailed as failure:
+        return _write_failed(failure, _finishing_command(argv, args))
     except KeyboardInterrupt:
         print("sweep: interrupted; finished chunks are saved (rerun with --resume)", file=sys.stderr)
         return 130

@@ -4,13 +4,18 @@
 directory) before anything is written. With an output directory, every finished chunk is saved at once,
 so an interrupted run loses at most the chunk in flight and ``resume=True`` recomputes only what is
 missing; ``shard=(i, n)`` runs job i's share of the chunks, and several jobs may share a directory.
+Resuming verifies the saved chunks (``sweep.integrity``) and recomputes any found damaged; a failed
+write stops the run with ``store.WriteFailed`` saying what is saved and what is not. Results are written
+only once every chunk they hold has been read back from disk.
 Common random numbers: a variant's draws depend only on its seed (see ``sweep.train.variant_key``),
 never on its chunk, shard or device, so none of this changes its numbers.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,11 +31,12 @@ from sweep.chunks import Chunk, plan_chunks, shard_cap, shard_chunks, work_cap
 from sweep.compile_cache import use_compile_cache
 from sweep.config import ConfigError, Experiment, experiment_from_dict, load_experiment
 from sweep.data import load_dataset
-from sweep.devices import use_every_cpu_core
+from sweep.devices import cpu_cores, use_every_cpu_core
 from sweep.grid import Group, groups
+from sweep.integrity import DamagedFile
 from sweep.predictions import add_predictions, compile_in_background
 from sweep.results import Part, assemble
-from sweep.rundir import collect
+from sweep.rundir import chunk_identity, collect, read_saved
 from sweep.train import CompiledGroup, GroupSpec, TrainData, compile_group, run_chunk, train_data
 
 
@@ -68,7 +74,12 @@ def check_output_dir(out: Path, force: bool, resume: bool, sharded: bool, experi
     if force or not store.holds_results(out):
         return
     if resume or sharded:
-        manifest = store.read_manifest(out)
+        try:
+            manifest = store.read_manifest(out)
+        except DamagedFile:
+            manifest = None
+        if manifest is None and (out / store.CHUNKS).is_dir():
+            return  # missing or damaged: store.open_run rebuilds it if the saved chunks agree
         if manifest is None or manifest["fingerprint"] != experiment.fingerprint():
             raise ConfigError(
                 f"--resume {out}: the directory holds a different experiment than {experiment.source} "
@@ -78,6 +89,31 @@ def check_output_dir(out: Path, force: bool, resume: bool, sharded: bool, experi
     raise ConfigError(
         f"--out {out}: already holds results; pass --force to overwrite or --resume to continue"
     )
+
+
+def check_options(chunk_size: int | None, memory_budget_gb: float | None, shard: tuple[int, int]) -> None:
+    """The run's options, checked like the experiment's fields: ConfigError naming the option."""
+    whole = isinstance(chunk_size, int) and not isinstance(chunk_size, bool)
+    if chunk_size is not None and not (whole and chunk_size >= 1):
+        raise ConfigError(f"--chunk-size {chunk_size}: must be a whole number of variants, at least 1")
+    number = isinstance(memory_budget_gb, int | float) and not isinstance(memory_budget_gb, bool)
+    if memory_budget_gb is not None and not (
+        number and math.isfinite(memory_budget_gb) and memory_budget_gb > 0
+    ):
+        raise ConfigError(f"--memory-budget {memory_budget_gb}: must be a positive number of GB, e.g. 8")
+    i, n = shard
+    if not (isinstance(i, int) and isinstance(n, int) and 0 <= i < n):
+        raise ConfigError(f"--shard {i}/{n}: need whole numbers with 0 <= i < n, e.g. 0/4")
+
+
+def describe_devices() -> str:
+    """This process's devices in words: "2 CPU devices (one per core)", "1 GPU (NVIDIA H200)"."""
+    devices = jax.local_devices()
+    n, first = len(devices), devices[0]
+    if first.platform == "cpu":
+        per_core = " (one per core)" if n > 1 and n == cpu_cores() else ""
+        return f"{n} CPU device{'s' * (n > 1)}{per_core}"
+    return f"{n} {first.platform.upper()}{'s' * (n > 1)} ({first.device_kind})"
 
 
 def run(
@@ -92,7 +128,7 @@ def run(
     shard: tuple[int, int] = (0, 1),
     chunk_size: int | None = None,
     memory_budget_gb: float | None = None,
-    progress: bool = False,
+    progress: bool | None = None,
     log: Callable[[str], None] = lambda message: None,
 ) -> xr.Dataset:
     """Train every variant of an experiment and return the results Dataset (see ``sweep.results``).
@@ -101,8 +137,14 @@ def run(
     With ``out``, every finished chunk is saved under ``out/chunks`` and, once all chunks of the grid
     are there, ``out/results.nc``. ``shard=(i, n)`` trains only job i's share of the chunks (several
     jobs may share ``out``); the Dataset returned then holds every chunk found so far. ``resume``
-    skips chunks already saved. ``log`` receives one-line messages once the inputs are valid.
+    skips chunks already saved (verified; damaged ones are moved aside and recomputed). ``progress``: a
+    progress bar on stderr (default: when stderr is a terminal). ``log`` receives one-line messages once
+    the inputs are valid. Raises ConfigError for bad input, DamagedFile for a run directory it cannot
+    trust, and store.WriteFailed (saying what is saved) when a file cannot be written.
     """
+    check_options(chunk_size, memory_budget_gb, shard)
+    if progress is None:
+        progress = sys.stderr.isatty()
     use_every_cpu_core()  # before JAX starts; no effect once it has, or if the user chose
     use_compile_cache()
     experiment = as_experiment(source, tuple(overrides), scale, run)
@@ -136,24 +178,54 @@ def run(
         return min((c for c in (shards_limit, work_cap(group, devices, platform)) if c), default=None)
 
     sizes = {g.key: _chunk_size(specs[g.key], len(g.variants), n_eval, n_test, budget, cap(g)) for g in plan}
-    if out_dir is not None:
+    data = train_data(dataset, n_eval)
+    chunks = plan_chunks(plan, sizes)
+    if out_dir is None:
+        return _train(experiment, chunks, shard, specs, data, dataset_attrs, None, progress, log)
+    try:
         if force:
             store.clear_run(out_dir)
-        sizes = store.open_run(out_dir, experiment, sizes, dataset_attrs)  # a run's chunking never changes
-    chunks = plan_chunks(plan, sizes)
+        sizes = store.open_run(out_dir, experiment, sizes, dataset_attrs, repair=resume or sharded, log=log)
+        chunks = plan_chunks(plan, sizes)  # a run's chunking never changes
+        return _train(experiment, chunks, shard, specs, data, dataset_attrs, out_dir, progress, log)
+    except store.WriteFailed as failure:
+        done = len(_saved(out_dir, chunks))
+        left = f"{len(chunks) - done} chunk(s) and " if done < len(chunks) else ""
+        raise failure.telling(
+            f"{done} of {len(chunks)} chunks in {out_dir / store.CHUNKS}", f"{left}{out_dir / store.RESULTS}"
+        ) from failure.__cause__
+
+
+def _train(
+    experiment: Experiment,
+    chunks: list[Chunk],
+    shard: tuple[int, int],
+    specs: dict[str, GroupSpec],
+    data: TrainData,
+    dataset_attrs: dict[str, Any],
+    out_dir: Path | None,
+    progress: bool,
+    log: Callable[[str], None],
+) -> xr.Dataset:
+    """Train this process's share of ``chunks`` (saving each into ``out_dir``), then the results."""
     mine = shard_chunks(chunks, *shard)
-    device = jax.local_devices()[0]
+    sharded = shard[1] > 1
     log(
-        f"{devices} device(s) used ({device.platform}: {device.device_kind}); "
-        f"{experiment.n_variants} variants in {len(plan)} group(s), {len(chunks)} chunk(s)"
+        f"{describe_devices()}; {experiment.n_variants} variants in {len(specs)} group(s), "
+        f"{len(chunks)} chunk(s)"
         + (f"; shard {shard[0]}/{shard[1]} runs {len(mine)} of them" if sharded else "")
     )
-    data = train_data(dataset, n_eval)
     timing = Timing()
     computed = []
-    todo = [c for c in mine if out_dir is None or not store.chunk_path(out_dir, c.name).exists()]
+    todo = mine
+    if out_dir is not None:  # chunks saved earlier are verified: damaged ones are moved aside, recomputed
+        saved = read_saved(out_dir, experiment, mine, "recomputing it")
+        for line in saved.damaged:
+            log(line)
+        todo = [c for c in mine if c.name not in saved.parts]
     # With a directory the bar counts the whole grid: every chunk saved there, whichever shard wrote it.
     total = experiment.n_variants if out_dir is not None else sum(c.n_variants for c in mine)
+    fingerprint = experiment.fingerprint()
     with _progress(progress, total) as show:
         done = 0
         show(_saved_variants(out_dir, chunks) if out_dir is not None else done)
@@ -164,27 +236,40 @@ def run(
                 compiled, fresh = compile_group(specs[chunk.group.key], chunk.size, data)
                 timing.compile_seconds += compiled.compile_seconds if fresh else 0.0
                 theory = theory or compile_in_background(experiment)  # once training is under way
-                computed.append(_run_chunk(chunk, compiled, specs[chunk.group.key], data, path, timing))
+                part = _run_chunk(chunk, compiled, specs[chunk.group.key], data, timing)
+                if path is not None:
+                    store.write_chunk(path, *part, chunk_identity(chunk, fingerprint))
+                computed.append(part)
                 done += chunk.n_variants
                 show(_saved_variants(out_dir, chunks) if out_dir is not None else done)
         finally:  # also when interrupted: an interpreter must not exit under a thread inside XLA
             if theory is not None:
                 theory.join()
-    attrs = run_attributes(experiment, timing, len(plan)) | dataset_attrs
+    attrs = run_attributes(experiment, timing, len(specs)) | dataset_attrs
     if out_dir is None:
         return add_predictions(assemble(experiment, computed, attrs))
-    results, missing = collect(out_dir, experiment, chunks, attrs)
-    if missing:
+    # the results come from the chunks as read back from disk: only data safely there is in them
+    results, missing, damaged = collect(out_dir, experiment, chunks, attrs, "`--resume` recomputes it")
+    for line in damaged:
+        log(line)
+    if missing and sharded:
         log(f"{missing} variant(s) of other shards are not done yet; `sweep merge {out_dir}` assembles them")
+    elif missing:
+        log(f"{missing} variant(s) missing; rerun with --resume to compute them")
     else:
         store.write_results(out_dir, results)
     return results
 
 
+def _saved(out_dir: Path, chunks: list[Chunk]) -> list[Chunk]:
+    """The chunks of ``chunks`` saved in ``out_dir``, by this process or by other shards writing into it."""
+    folder = out_dir / store.CHUNKS
+    saved = set(os.listdir(folder)) if folder.is_dir() else set()
+    return [c for c in chunks if store.chunk_path(out_dir, c.name).name in saved]
+
+
 def _saved_variants(out_dir: Path, chunks: list[Chunk]) -> int:
-    """Variants of ``chunks`` saved in ``out_dir``, by this process or by other shards writing into it."""
-    saved = set(os.listdir(out_dir / store.CHUNKS))
-    return sum(c.n_variants for c in chunks if store.chunk_path(out_dir, c.name).name in saved)
+    return sum(c.n_variants for c in _saved(out_dir, chunks))
 
 
 def _chunk_size(spec: GroupSpec, n: int, n_eval: int, n_test: int, budget: int, cap: int | None) -> int:
@@ -201,10 +286,9 @@ def _run_chunk(
     compiled: CompiledGroup,
     spec: GroupSpec,
     data: TrainData,
-    path: Path | None,
     timing: Timing,
 ) -> Part:
-    """Train one chunk with its compiled program; save it if ``path``. Returns its results part."""
+    """Train one chunk with its compiled program. Returns its results part."""
     variants = chunk.group.variants[chunk.start : chunk.stop]
     hyper = {k: v[chunk.start : chunk.stop] for k, v in chunk.group.dynamic().items()}
     grid_index = np.asarray([v.index for v in variants], np.int64).reshape(len(variants), -1)
@@ -212,10 +296,7 @@ def _run_chunk(
     outputs = run_chunk(compiled, hyper, data)
     timing.run_seconds += time.perf_counter() - started
     timing.variant_steps += len(variants) * spec.steps
-    steps = spec.record_steps
-    if path is not None:
-        store.write_chunk(path, grid_index, outputs, steps)
-    return grid_index, outputs, steps
+    return grid_index, outputs, spec.record_steps
 
 
 def run_attributes(experiment: Experiment, timing: Timing, n_groups: int) -> dict[str, Any]:

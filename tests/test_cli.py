@@ -120,3 +120,88 @@ def test_unparsable_set_exits_2(tmp_path, experiment, capsys):
     out = tmp_path / "out"
     assert main(["run", str(experiment), "--out", str(out), "--set", "model.depth=[1,"]) == 2
     assert "--set" in capsys.readouterr().err and not out.exists()
+
+
+BAD_OPTIONS = [
+    (["--chunk-size", "0"], "--chunk-size"),
+    (["--chunk-size", "-4"], "--chunk-size"),
+    (["--chunk-size", "two"], "--chunk-size"),
+    (["--memory-budget", "0"], "--memory-budget"),
+    (["--memory-budget=-1"], "--memory-budget"),
+    (["--memory-budget", "nan"], "--memory-budget"),
+    (["--shard", "2/2"], "--shard"),
+    (["--shard", "-1/2"], "--shard"),
+    (["--shard", "1of2"], "--shard"),
+    (["--num-processes", "0"], "--num-processes"),
+    (["--process-id", "-1"], "--process-id"),
+    (["--process-id", "1"], "--process-id"),
+    (["--num-processes", "2", "--process-id", "2", "--coordinator", "localhost:1234"], "--process-id"),
+    (["--num-processes", "2", "--process-id", "0"], "--num-processes"),
+    (["--coordinator", "localhost"], "--coordinator"),
+    (["--coordinator", "localhost:http", "--num-processes", "2"], "--coordinator"),
+    (["--coordinator", "localhost:1234"], "--coordinator"),
+]
+
+
+@pytest.mark.parametrize(("options", "needle"), BAD_OPTIONS)
+def test_bad_options_exit_2_with_one_line_and_write_nothing(tmp_path, experiment, capsys, options, needle):
+    out = tmp_path / "out"
+    try:
+        code = main(["run", str(experiment), "--out", str(out), *options])
+    except SystemExit as exit:  # argparse's own checks
+        code = exit.code
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(f"sweep: error: {needle}"), err
+    assert not out.exists()
+
+
+def test_bad_options_are_refused_by_the_api_too(tmp_path, experiment):
+    from sweep import ConfigError, run
+
+    for kwargs, needle in (
+        ({"chunk_size": 0}, "--chunk-size"),
+        ({"chunk_size": -4}, "--chunk-size"),
+        ({"memory_budget_gb": -1.0}, "--memory-budget"),
+        ({"shard": (3, 2)}, "--shard"),
+    ):
+        with pytest.raises(ConfigError, match=needle):
+            run(experiment, tmp_path / "out", **kwargs)
+    assert not (tmp_path / "out").exists()
+
+
+def test_progress_bar_follows_the_terminal(monkeypatch, tiny):
+    from sweep import engine
+
+    shown = []
+
+    class Recorder:
+        def __init__(self, enabled, total):
+            shown.append(enabled)
+
+        def __enter__(self):
+            return lambda n: None
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(engine, "_progress", Recorder)
+    for tty in (True, False):
+        monkeypatch.setattr(sys.stderr, "isatty", lambda tty=tty: tty, raising=False)
+        engine.run(tiny)
+    engine.run(tiny, progress=True)
+    assert shown == [True, False, True]
+
+
+def test_devices_are_described_in_words():
+    from sweep.engine import describe_devices
+
+    assert describe_devices() == "1 CPU device"  # tests run on one CPU device (conftest)
+
+
+def test_every_option_has_help():
+    from sweep.cli import build_parser
+
+    parser = build_parser()
+    for action in parser._subparsers._group_actions[0].choices["figures"]._actions:
+        assert action.help, action.dest

@@ -186,7 +186,7 @@ def test_four_fake_devices_give_the_same_results(tmp_path, experiment, reference
     proc = _cli("run", str(experiment), "--out", str(out), "--no-plot", "--chunk-size", "3", env=env)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
-    assert "4 device(s)" in err
+    assert "4 CPU devices" in err
     assert_same(rundir.load(out), reference)
 
 
