@@ -13,11 +13,15 @@ setup:
 demo: setup
     {{venv}}/bin/sweep demo --out runs/demo
 
-# lint, format check and the test suite
+# lint, format check and the whole test suite (what CI runs)
 test: setup
-    {{venv}}/bin/ruff check sweep plots tests benchmarks
-    {{venv}}/bin/ruff format --check sweep plots tests benchmarks
+    {{venv}}/bin/ruff check sweep plots tests benchmarks docs
+    {{venv}}/bin/ruff format --check sweep plots tests benchmarks docs
     {{py}} -m pytest -q
+
+# the fast subset of the tests (slow physics and end-to-end checks left out)
+test-fast: setup
+    {{py}} -m pytest -q -m "not slow"
 
 # benchmarks (not part of the tests); PyTorch comparison needs the bench extra
 bench: setup
@@ -32,6 +36,10 @@ bench: setup
 # regenerate the figures of every experiment at quick scale into figures/
 figures: setup
     {{venv}}/bin/sweep figures --scale quick --out figures
+
+# rerun the quick figures (finished runs are reused) and check every number the docs quote from them
+check-docs: figures
+    {{py}} docs/check_numbers.py
 
 # the papers' scale (meant for a GPU box)
 figures-full: setup

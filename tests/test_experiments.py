@@ -76,3 +76,10 @@ def test_the_demos_deepest_row_trains_only_near_the_critical_point(tmp_path):
     assert float(accuracy.sel(sigma_w2=1.75)) >= 0.8
     assert float(accuracy.sel(sigma_w2=1.0)) < 0.25
     assert float(accuracy.sel(sigma_w2=4.0)) < 0.25
+
+
+def test_the_readmes_test_command_is_what_ci_runs():
+    root = Path(__file__).parent.parent
+    readme = (root / "README.md").read_text()
+    command = (root / ".ci" / "run").read_text().strip().splitlines()[-1]
+    assert f"```bash\n{command}\n```" in readme
