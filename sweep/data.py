@@ -1,17 +1,24 @@
 """Datasets as plain arrays: generated locally (MNIST-1D, a Gaussian mixture) or read from local files.
 
 Nothing is downloaded. MNIST-1D is produced by the ``mnist1d`` package's procedural generator with its
-default arguments (seed 42), so everyone gets the same data. Inputs are float32 ``[n, features]``,
-standardised; labels int32 ``[n]``.
+default arguments (seed 42), so everyone gets the same data; it is generated once per machine and kept,
+checksummed, in the cache directory beside the compiled programs (``SWEEP_CACHE_DIR=off``: never).
+Inputs are float32 ``[n, features]``, standardised; labels int32 ``[n]``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import zipfile
 from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
 
 import numpy as np
 
+from sweep import integrity, store
+from sweep.compile_cache import cache_dir
 from sweep.config import ConfigError, DataConfig
 from sweep.dataset_files import LOADERS, DataFileError, standardise
 
@@ -29,9 +36,39 @@ class Dataset:
         return self.x_train.shape[1]
 
 
+MNIST1D_CACHE = "datasets"  # beside the compiled programs: sweep.compile_cache.cache_dir() / this
+
+
+def _mnist1d_cache_path(n_samples: int) -> Path | None:
+    """Where MNIST-1D of ``n_samples`` examples is kept between processes (None: caching is off,
+    ``SWEEP_CACHE_DIR=off``). The name holds the generator's version and arguments (its defaults and
+    ``n_samples``), so another release of ``mnist1d`` never reads this one's data."""
+    directory = cache_dir()
+    if directory is None:
+        return None
+    return directory / MNIST1D_CACHE / f"mnist1d-{version('mnist1d')}-defaults-n{n_samples}.npz"
+
+
+def _read_cached(path: Path, n_samples: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The cached arrays if the file is there and intact (its checksums and identity agree), else None."""
+    try:
+        with np.load(path) as archive:
+            arrays = integrity.unseal(dict(archive), {"dataset": path.name})
+        x, y = arrays["x"], arrays["y"]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None  # missing, damaged or foreign: generate anew (and replace it)
+    return (x, y) if x.shape == (n_samples, 40) and y.shape == (n_samples,) else None
+
+
 @functools.lru_cache(maxsize=4)
 def _mnist1d(n_samples: int) -> tuple[np.ndarray, np.ndarray]:
-    """``n_samples`` MNIST-1D examples (a multiple of 10), shuffled by the generator, standardised."""
+    """``n_samples`` MNIST-1D examples (a multiple of 10), shuffled by the generator: x [n, 40] float32,
+    y [n] int32. Generated once per machine (about a second, plus a second to import the generator),
+    then read from the cache; a cache that cannot be written is skipped."""
+    path = _mnist1d_cache_path(n_samples)
+    cached = _read_cached(path, n_samples) if path is not None else None
+    if cached is not None:
+        return cached
     from mnist1d.data import get_dataset_args, make_dataset
 
     args = get_dataset_args()
@@ -42,7 +79,12 @@ def _mnist1d(n_samples: int) -> tuple[np.ndarray, np.ndarray]:
         raw = make_dataset(args)
     finally:
         np.random.set_state(state)  # noqa: NPY002
-    return raw["x"].astype(np.float32), raw["y"].astype(np.int32)
+    x, y = raw["x"].astype(np.float32), raw["y"].astype(np.int32)
+    if path is not None:
+        with contextlib.suppress(store.WriteFailed):  # a read-only or full cache: run without it
+            with store.atomic_write(path) as handle:
+                np.savez(handle, **integrity.seal({"x": x, "y": y}, {"dataset": path.name}))
+    return x, y
 
 
 def _gaussian_mixture(n: int, input_dim: int, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
