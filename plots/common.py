@@ -97,15 +97,23 @@ def chi_by_sigma(ds: xr.Dataset) -> dict[float, float]:
 
 
 def pick_sigmas(ds: xr.Dataset, k: int) -> list[float]:
-    """Up to k swept sigma_w2 spread over the sweep, always including the one closest to criticality."""
+    """Up to k swept sigma_w2: the one closest to criticality, and the others shared between the ordered
+    and the chaotic side in proportion to the range of log chi_1 each side spans (each side's far end
+    included)."""
     chis = chi_by_sigma(ds)
     values = sorted(chis)
-    picked = spread(values, k)
-    critical = min(values, key=lambda s: abs(np.log(chis[s])) if chis[s] > 0 else np.inf)
-    if critical not in picked:
-        inner = picked[1:-1] or picked
-        picked[picked.index(min(inner, key=lambda s: abs(s - critical)))] = critical
-    return sorted(set(picked))
+    if len(values) <= k:
+        return values
+    log_chi = {s: np.log(chis[s]) if chis[s] > 0 else -np.inf for s in values}
+    critical = min(values, key=lambda s: abs(log_chi[s]))
+    left = [s for s in values if s < critical]
+    right = [s for s in values if s > critical]
+    span_left = min(abs(log_chi[left[0]]), 50.0) if left else 0.0
+    span_right = min(abs(log_chi[right[-1]]), 50.0) if right else 0.0
+    n_left = round((k - 1) * span_left / (span_left + span_right)) if left or right else 0
+    n_left = min(max(n_left, 1 if left else 0), len(left), k - 1 - (1 if right else 0))
+    n_right = min(k - 1 - n_left, len(right))
+    return [*spread(left, n_left), critical, *spread(right[::-1], n_right)[::-1]]
 
 
 def _shades(n: int) -> np.ndarray:
@@ -142,13 +150,13 @@ def _tick_label(value: float, _: object = None) -> str:
 
 def readable_log_axis(ax: plt.Axes, axis: str = "y") -> None:
     """Enough labelled ticks on a log axis to read values off it: nice linear values within 1.2 decades,
-    1-2-3-5 or 1-2-5 steps within 3.5, powers of ten beyond. Call after the limits are final."""
+    1-2-3-5 steps within 2.2, 1-3 within 4.5, powers of ten beyond. Call after the limits are final."""
     lo, hi = ax.get_ylim() if axis == "y" else ax.get_xlim()
     if not (0 < lo < hi):
         return
     decades = np.log10(hi / lo)
     target = ax.yaxis if axis == "y" else ax.xaxis
-    if decades > 3.5:
+    if decades > 4.5:
         target.set_major_locator(LogLocator(base=10, numticks=12))
         return
     if decades <= 1.2:
@@ -156,7 +164,7 @@ def readable_log_axis(ax: plt.Axes, axis: str = "y") -> None:
             t for t in MaxNLocator(nbins=6, steps=[1, 2, 2.5, 5, 10]).tick_values(lo, hi) if lo <= t <= hi
         ]
     else:
-        subs = (1.0, 2.0, 3.0, 5.0) if decades < 2.2 else (1.0, 2.0, 5.0)
+        subs = (1.0, 2.0, 3.0, 5.0) if decades < 2.2 else (1.0, 3.0)
         ticks = [t for t in LogLocator(base=10, subs=subs).tick_values(lo, hi) if lo <= t <= hi]
     target.set_major_locator(FixedLocator(ticks))
     target.set_major_formatter(FuncFormatter(_tick_label))

@@ -72,17 +72,8 @@ def _label_cells(ax: plt.Axes, accuracy: xr.DataArray, low: float, best: float) 
         for sigma in accuracy["sigma_w2"].values:
             value = float(accuracy.sel(depth=depth, sigma_w2=sigma))
             if np.isfinite(value):
-                colour, edge = ("k", "w") if value > middle else ("w", "k")
-                ax.text(
-                    sigma,
-                    depth,
-                    f"{value:.2f}",
-                    ha="center",
-                    va="center",
-                    fontsize=7,
-                    color=colour,
-                    path_effects=[pe.withStroke(linewidth=1.5, foreground=edge)],
-                )
+                colour = "k" if value > middle else "w"
+                ax.text(sigma, depth, f"{value:.2f}", ha="center", va="center", fontsize=7, color=colour)
 
 
 def _edges(values: np.ndarray) -> tuple[float, float]:
