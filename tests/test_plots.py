@@ -114,3 +114,21 @@ def test_narrow_log_axis_gets_readable_ticks():
     assert len(ticks) >= 3
     assert all(label.get_text() and "times" not in label.get_text() for label in ax.get_yticklabels())
     plt.close(fig)
+
+
+def test_layer_resolved_gradient_ratio_is_flat_for_relu_without_bias_and_sqrt_chi1_at_the_fixed_point():
+    from plots.signal import crossing, layer_resolved_ratio
+    from sweep.theory.mean_field import chi_1, q_star
+
+    relu = layer_resolved_ratio("relu", np.array([1.0, 2.0, 3.0]), 0.0, 1.0, 20)
+    np.testing.assert_allclose(relu, 1.0, rtol=1e-6)  # delta grows by sqrt(chi_1), x shrinks by as much
+    sigma_w2, sigma_b2 = np.array([1.2, 2.5]), 0.05
+    q = np.asarray(q_star("tanh", sigma_w2, np.full_like(sigma_w2, sigma_b2)))
+    start = (q - sigma_b2) / sigma_w2  # input mean square that puts q^1 at q*
+    for w2, x_q, expect in zip(sigma_w2, start, np.sqrt(chi_1("tanh", sigma_w2, sigma_b2)), strict=True):
+        ratio = layer_resolved_ratio("tanh", np.array([w2]), sigma_b2, float(x_q), 12)
+        assert ratio[0] == pytest.approx(float(expect), rel=1e-3)
+    assert crossing(np.array([1.0, 2.0, 3.0]), np.array([0.9, 0.99, 1.1])) == pytest.approx(
+        2.0 + np.log(0.99) / (np.log(0.99) - np.log(1.1))
+    )
+    assert crossing(np.array([1.0, 2.0]), np.array([0.8, 0.9])) is None
