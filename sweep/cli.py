@@ -22,8 +22,7 @@ from importlib import resources
 from pathlib import Path
 
 from sweep.config import ConfigError
-from sweep.integrity import DamagedFile, DamagedRun
-from sweep.store import WriteFailed
+from sweep.integrity import DamagedFile, DamagedRun, WriteFailed
 
 
 class _Parser(argparse.ArgumentParser):
@@ -208,6 +207,7 @@ def _run(args: argparse.Namespace, experiment: Path | str) -> int:
         memory_budget_gb=args.memory_budget,
         progress=False if args.quiet else None,  # a bar where stderr is a terminal
         log=log,
+        warn=lambda message: print(f"sweep: warning: {message}", file=sys.stderr),  # even when --quiet
     )
     if results.attrs.get("missing_variants", 0):
         return 0  # other shards are still running: figures come with the merged results
@@ -230,7 +230,7 @@ def _plot(results, out: Path) -> list[Path]:
     try:
         return draw_all(results, out / "figures")
     except OSError as error:  # e.g. making the folder on a full disk (each figure: WriteFailed)
-        raise WriteFailed(out / "figures", error.strerror or str(error)) from error
+        raise WriteFailed.of(out / "figures", error) from error
 
 
 def _write_failed(failure: WriteFailed, finish: str) -> int:
@@ -342,6 +342,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except WriteFailed as failure:
         return _write_failed(failure, _finishing_command(argv, args))
+    except PermissionError as error:
+        print(f"sweep: error: {error.filename}: {error.strerror}; check its owner and mode", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("sweep: interrupted; finished chunks are saved (rerun with --resume)", file=sys.stderr)
         return 130

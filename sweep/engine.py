@@ -130,6 +130,7 @@ def run(
     memory_budget_gb: float | None = None,
     progress: bool | None = None,
     log: Callable[[str], None] = lambda message: None,
+    warn: Callable[[str], None] | None = None,
 ) -> xr.Dataset:
     """Train every variant of an experiment and return the results Dataset (see ``sweep.results``).
 
@@ -139,10 +140,12 @@ def run(
     jobs may share ``out``); the Dataset returned then holds every chunk found so far. ``resume``
     skips chunks already saved (verified; damaged ones are moved aside and recomputed). ``progress``: a
     progress bar on stderr (default: when stderr is a terminal). ``log`` receives one-line messages once
-    the inputs are valid. Raises ConfigError for bad input, DamagedFile for a run directory it cannot
+    the inputs are valid; ``warn`` (default: ``log``) the lines about damaged files found, moved aside and
+    recomputed or rebuilt. Raises ConfigError for bad input, DamagedFile for a run directory it cannot
     trust, and store.WriteFailed (saying what is saved) when a file cannot be written.
     """
     check_options(chunk_size, memory_budget_gb, shard)
+    warn = warn or log
     if progress is None:
         progress = sys.stderr.isatty()
     use_every_cpu_core()  # before JAX starts; no effect once it has, or if the user chose
@@ -181,13 +184,13 @@ def run(
     data = train_data(dataset, n_eval)
     chunks = plan_chunks(plan, sizes)
     if out_dir is None:
-        return _train(experiment, chunks, shard, specs, data, dataset_attrs, None, progress, log)
+        return _train(experiment, chunks, shard, specs, data, dataset_attrs, None, progress, log, warn)
     try:
         if force:
             store.clear_run(out_dir)
-        sizes = store.open_run(out_dir, experiment, sizes, dataset_attrs, repair=resume or sharded, log=log)
+        sizes = store.open_run(out_dir, experiment, sizes, dataset_attrs, repair=resume or sharded, log=warn)
         chunks = plan_chunks(plan, sizes)  # a run's chunking never changes
-        return _train(experiment, chunks, shard, specs, data, dataset_attrs, out_dir, progress, log)
+        return _train(experiment, chunks, shard, specs, data, dataset_attrs, out_dir, progress, log, warn)
     except store.WriteFailed as failure:
         done = len(_saved(out_dir, chunks))
         left = f"{len(chunks) - done} chunk(s) and " if done < len(chunks) else ""
@@ -206,6 +209,7 @@ def _train(
     out_dir: Path | None,
     progress: bool,
     log: Callable[[str], None],
+    warn: Callable[[str], None],
 ) -> xr.Dataset:
     """Train this process's share of ``chunks`` (saving each into ``out_dir``), then the results."""
     mine = shard_chunks(chunks, *shard)
@@ -221,7 +225,7 @@ def _train(
     if out_dir is not None:  # chunks saved earlier are verified: damaged ones are moved aside, recomputed
         saved = read_saved(out_dir, experiment, mine, "recomputing it")
         for line in saved.damaged:
-            log(line)
+            warn(line)
         todo = [c for c in mine if c.name not in saved.parts]
     # With a directory the bar counts the whole grid: every chunk saved there, whichever shard wrote it.
     total = experiment.n_variants if out_dir is not None else sum(c.n_variants for c in mine)
@@ -249,9 +253,10 @@ def _train(
     if out_dir is None:
         return add_predictions(assemble(experiment, computed, attrs))
     # the results come from the chunks as read back from disk: only data safely there is in them
+    store.flush_chunks(out_dir)
     results, missing, damaged = collect(out_dir, experiment, chunks, attrs, "`--resume` recomputes it")
     for line in damaged:
-        log(line)
+        warn(line)
     if missing and sharded:
         log(f"{missing} variant(s) of other shards are not done yet; `sweep merge {out_dir}` assembles them")
     elif missing:

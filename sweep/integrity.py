@@ -13,6 +13,8 @@ CRC-32 (``zlib.crc32``, about 5 GB/s on one core, four times faster than SHA-256
 accidents (interrupted copies, lost nodes, storage faults), not against an adversary. A file that cannot
 be read, whose checksums disagree, or that belongs to another experiment or chunk is *damaged*: it is
 moved into ``damaged/`` beside it (never deleted) and reported in one line; ``--resume`` recomputes it.
+A file that cannot be written raises ``WriteFailed`` (``sweep.store``'s writers; the engine adds what is
+saved and what is not).
 """
 
 from __future__ import annotations
@@ -36,6 +38,26 @@ class DamagedFile(ValueError):
     def __init__(self, path: Path, problem: str, remedy: str | None = None):
         super().__init__(f"{path}: {problem}" + (f"; {remedy}" if remedy else ""))
         self.path, self.problem, self.remedy = path, problem, remedy
+
+
+class WriteFailed(Exception):
+    """A file of the run could not be written (full disk, no permission, ...).
+
+    ``path`` and ``reason`` say which and why; the engine adds what is ``saved`` and what is
+    ``not_saved`` (each a phrase, or None where it does not know)."""
+
+    def __init__(self, path: Path, reason: str, saved: str | None = None, not_saved: str | None = None):
+        super().__init__(f"{path}: could not write ({reason})")
+        self.path, self.reason, self.saved, self.not_saved = path, reason, saved, not_saved
+
+    @classmethod
+    def of(cls, path: Path, error: OSError) -> WriteFailed:
+        """The failure to write ``path`` that ``error`` reports."""
+        return cls(path, error.strerror or one_line(error))
+
+    def telling(self, saved: str, not_saved: str) -> WriteFailed:
+        """The same failure, saying what is saved and what is not."""
+        return WriteFailed(self.path, self.reason, saved, not_saved)
 
 
 class Mismatch(ValueError):

@@ -59,7 +59,11 @@ def read_saved(directory: Path, experiment: Experiment, chunks: list[Chunk], rem
         except FileNotFoundError:  # moved or removed meanwhile by another process
             continue
         except DamagedFile as damage:
-            moved = integrity.move_aside(path, seen)
+            try:
+                moved = integrity.move_aside(path, seen)
+            except OSError as error:  # e.g. a directory this user may read but not change
+                saved.damaged.append(f"{damage}; could not move it aside ({error.strerror}); {remedy}")
+                continue
             if moved is not None:  # else another process replaced it meanwhile: missing for now
                 saved.damaged.append(f"{damage}; moved to {moved}; {remedy}")
     return saved

@@ -35,27 +35,12 @@ import xarray as xr
 
 from sweep import integrity
 from sweep.config import Experiment
-from sweep.integrity import DamagedFile
+from sweep.integrity import DamagedFile, WriteFailed
 
 RESULTS = "results.nc"
 CONFIG = "config.toml"
 CHUNKS = "chunks"
 MANIFEST = "manifest.json"
-
-
-class WriteFailed(Exception):
-    """A file of the run could not be written (full disk, no permission, ...).
-
-    ``path`` and ``reason`` say which and why; the engine adds what is ``saved`` and what is
-    ``not_saved`` (each a phrase, or None where it does not know)."""
-
-    def __init__(self, path: Path, reason: str, saved: str | None = None, not_saved: str | None = None):
-        super().__init__(f"{path}: could not write ({reason})")
-        self.path, self.reason, self.saved, self.not_saved = path, reason, saved, not_saved
-
-    def telling(self, saved: str, not_saved: str) -> WriteFailed:
-        """The same failure, saying what is saved and what is not."""
-        return WriteFailed(self.path, self.reason, saved, not_saved)
 
 
 def _new_file_mode() -> int:
@@ -81,8 +66,9 @@ def _sync_directory(folder: Path) -> None:
 
 
 @contextlib.contextmanager
-def _replacing(path: Path) -> Iterator[str]:
-    """A temporary file name beside ``path``: moved onto ``path`` on success, deleted on failure.
+def _replacing(path: Path, sync_folder: bool = True) -> Iterator[str]:
+    """A temporary file name beside ``path``: moved onto ``path`` on success, deleted on failure; then
+    the folder is flushed too, unless not ``sync_folder`` (its caller flushes it later).
 
     Any OSError on the way (creating the folder or the file, writing, moving) becomes ``WriteFailed``."""
     tmp = None
@@ -94,20 +80,21 @@ def _replacing(path: Path) -> Iterator[str]:
         yield tmp
         os.replace(tmp, path)
         tmp = None
-        _sync_directory(path.parent)
+        if sync_folder:
+            _sync_directory(path.parent)
     except BaseException as error:
         if tmp is not None:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
         if isinstance(error, OSError):
-            raise WriteFailed(path, error.strerror or integrity.one_line(error)) from error
+            raise WriteFailed.of(path, error) from error
         raise
 
 
 @contextlib.contextmanager
-def atomic_write(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
+def atomic_write(path: Path, mode: str = "wb", sync_folder: bool = True) -> Iterator[IO[Any]]:
     """Open a temporary file beside ``path``; on success move it onto ``path``, on failure delete it."""
-    with _replacing(path) as tmp, open(tmp, mode) as handle:
+    with _replacing(path, sync_folder) as tmp, open(tmp, mode) as handle:
         yield handle
         handle.flush()
         os.fsync(handle.fileno())
@@ -152,7 +139,10 @@ def open_run(
         if not repair:
             raise
         _sizes_of_saved_chunks(directory, experiment, chunk_sizes)  # refuses before anything moves
-        moved = integrity.move_aside(path, seen)
+        try:
+            moved = integrity.move_aside(path, seen)
+        except OSError as error:
+            raise WriteFailed.of(path, error) from error
         log(f"{path}: {damage.problem}; moved to {moved}; rebuilt from {experiment.source}")
         manifest = None
     if manifest is None:
@@ -185,7 +175,7 @@ def _create_exclusively(path: Path, text: str) -> None:
             os.link(tmp, path)
         _sync_directory(path.parent)
     except OSError as error:
-        raise WriteFailed(path, error.strerror or integrity.one_line(error)) from error
+        raise WriteFailed.of(path, error) from error
     finally:
         if tmp is not None:
             with contextlib.suppress(OSError):
@@ -281,10 +271,20 @@ def write_chunk(
     identity: dict[str, Any],
 ) -> None:
     """Save one chunk: ``grid_index`` [V, n_axes], its recorded ``steps`` [R] and every output [V, ...],
-    sealed with ``identity`` (fingerprint, chunk name, group, size) and checksums."""
+    sealed with ``identity`` (fingerprint, chunk name, group, size) and checksums. The file's contents
+    are on disk when this returns; its name once ``flush_chunks`` has run (a chunk whose rename a crash
+    undid is simply computed again)."""
     arrays = integrity.seal({"grid_index": grid_index, "record_steps": steps, **outputs}, identity)
-    with atomic_write(path) as f:
+    with atomic_write(path, sync_folder=False) as f:
         np.savez(f, **arrays)
+
+
+def flush_chunks(directory: Path) -> None:
+    """Make the names of every chunk written so far durable (one flush of the folder, not one per chunk)."""
+    try:
+        _sync_directory(directory / CHUNKS)
+    except OSError as error:
+        raise WriteFailed.of(directory / CHUNKS, error) from error
 
 
 def read_chunk(path: Path, expected: dict[str, Any]) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
@@ -297,7 +297,7 @@ def read_chunk(path: Path, expected: dict[str, Any]) -> tuple[np.ndarray, dict[s
             arrays = {name: data[name] for name in data.files}
         outputs = integrity.unseal(arrays, expected)
         grid_index, steps = outputs.pop("grid_index"), outputs.pop("record_steps")
-    except FileNotFoundError:
+    except (FileNotFoundError, PermissionError):  # not there, or not ours to read: not damage
         raise
     except integrity.Mismatch as error:
         raise DamagedFile(path, f"damaged ({error})") from None
@@ -329,7 +329,7 @@ def write_results(directory: Path, results: xr.Dataset) -> Path:
     try:
         free = shutil.disk_usage(directory).free
     except OSError as error:
-        raise WriteFailed(path, error.strerror or integrity.one_line(error)) from error
+        raise WriteFailed.of(path, error) from error
     needed = len(data) + (1 << 20)  # and room for the file system's own records
     if free < needed:
         raise WriteFailed(
