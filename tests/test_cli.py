@@ -193,10 +193,23 @@ def test_progress_bar_follows_the_terminal(monkeypatch, tiny):
     assert shown == [True, False, True]
 
 
-def test_devices_are_described_in_words():
-    from sweep.engine import describe_devices
+def test_devices_are_described_in_words(monkeypatch):
+    from types import SimpleNamespace
 
-    assert describe_devices() == "1 CPU device"  # tests run on one CPU device (conftest)
+    from sweep import engine
+
+    assert engine.describe_devices() == "1 CPU device"  # tests run on one CPU device (conftest)
+    for platform, kind, n, words in (
+        ("gpu", "NVIDIA H200", 1, "1 GPU (NVIDIA H200)"),
+        ("gpu", "NVIDIA H200", 8, "8 GPUs (NVIDIA H200)"),
+        ("tpu", "TPU v4", 4, "4 TPUs (TPU v4)"),
+        ("cpu", "cpu", 2, "2 CPU devices (one per core)"),
+        ("cpu", "cpu", 3, "3 CPU devices"),
+    ):
+        fake = [SimpleNamespace(platform=platform, device_kind=kind)] * n
+        monkeypatch.setattr(engine.jax, "local_devices", lambda fake=fake: fake)
+        monkeypatch.setattr(engine, "cpu_cores", lambda: 2)
+        assert engine.describe_devices() == words
 
 
 def test_every_option_has_help():

@@ -404,3 +404,31 @@ def test_a_full_disk_at_every_stage(tmp_path, experiment, reference, small_disk,
     unfill(small_disk)
     assert_same(rundir.load(out), reference)
     assert main(["plot", str(out)]) == 0
+
+
+def test_moving_aside_never_overwrites_and_leaves_a_file_replaced_meanwhile(tmp_path):
+    from sweep.integrity import damaged_names, move_aside
+
+    path = tmp_path / "c.npz"
+    path.write_bytes(b"bad")
+    seen = path.stat()
+    (tmp_path / "new").write_bytes(b"good")
+    os.replace(tmp_path / "new", path)  # another process recomputed it after it was judged damaged
+    assert move_aside(path, seen) is None and path.read_bytes() == b"good"
+    assert not list((tmp_path / "damaged").iterdir())
+    path.write_bytes(b"bad 1")
+    assert move_aside(path) == tmp_path / "damaged" / "c.npz"
+    path.write_bytes(b"bad 2")
+    assert move_aside(path) == tmp_path / "damaged" / "c.1.npz"
+    assert (tmp_path / "damaged" / "c.npz").read_bytes() == b"bad 1" and not path.exists()
+    assert damaged_names(tmp_path) == {"c.npz"}
+
+
+def test_files_are_readable_by_the_group_as_the_umask_allows(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        with store.atomic_write(tmp_path / "f") as f:
+            f.write(b"x")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "f").stat().st_mode & 0o777 == 0o644  # mkstemp alone makes 0o600
