@@ -11,6 +11,23 @@ is either fixed (a scalar) or swept:
 Integer fields round ``linspace``/``geomspace`` values to the nearest integer and drop duplicates. The
 grid is the product of all swept fields, in the order they appear in ``FIELDS``. Everything is checked
 before any JAX code runs; a bad value raises ``ConfigError`` with one line naming the file and the field.
+
+Mixed weight scales (``[model]``; the scales multiply the standard weights, ``W = sigma_w * s * unit
+draw``, so an entry at scale s has variance ``sigma_w2 s^2 / fan_in``; biases are never scaled):
+
+    mix = "units"          # "none" (default) | "units": unit j's incoming weights all at its unit's scale
+                           #   (the first round(f N) units of a layer at scale a, the rest at b)
+                           # | "entries": entry (i, j) at scale a iff (i + j) mod M < round(f M),
+                           #   M = min(fan_in, fan_out): every row and column holds the fraction f
+    mix_scale_a = 0.5      # dynamic (vmapped: one compile serves every value), default 1
+    mix_scale_b = 1.5      # dynamic, default 1
+    mix_fraction = 0.5     # fraction f at scale a, in [0, 1]; dynamic, default 0.5
+    layer_scales = "0.5 1.5"   # a pattern of per-layer scales repeated over layers 1..L (static);
+                               # default "1". Sweep patterns as a list of strings: ["1", "0.5 1.5"]
+
+Both apply to layers 1..L (every layer whose outputs are hidden units, the input layer included), never
+to the readout L+1; they combine (``s = layer scale * mix scale``). ``mix_scale_a/b`` and
+``mix_fraction`` need ``mix = "units"`` or ``"entries"``. Defaults give the unmixed network exactly.
 """
 
 from __future__ import annotations
@@ -48,6 +65,11 @@ class ModelConfig:
     init: str = "gaussian"
     sigma_w2: float = 1.76
     sigma_b2: float = 0.05
+    mix: str = "none"  # mixed weight scales within a layer: none | units | entries (see the docstring)
+    mix_scale_a: float = 1.0
+    mix_scale_b: float = 1.0
+    mix_fraction: float = 0.5  # fraction of units (or entries) at mix_scale_a
+    layer_scales: str = "1"  # per-layer scales, a pattern repeated over layers 1..L
 
 
 @dataclass(frozen=True)
@@ -140,6 +162,31 @@ def _unit_interval(value: float) -> str | None:
     return None if 0 <= value < 1 else f"must lie in [0, 1), got {value}"
 
 
+MIXES = ("none", "units", "entries")
+MIX_FIELDS = ("model.mix_scale_a", "model.mix_scale_b", "model.mix_fraction")
+ADDED_FIELDS = ("model.mix", *MIX_FIELDS, "model.layer_scales")  # see Experiment.fingerprint
+
+
+def parse_layer_scales(text: str) -> tuple[float, ...]:
+    """``"0.5 1.5"`` -> (0.5, 1.5): the per-layer scale pattern (ValueError if it is not one)."""
+    scales = tuple(float(word) for word in text.replace(",", " ").split())
+    if not scales or not all(math.isfinite(s) and s >= 0 for s in scales):
+        raise ValueError(text)
+    return scales
+
+
+def _layer_scales(value: str) -> str | None:
+    try:
+        parse_layer_scales(value)
+    except ValueError:
+        return f'expected non-negative numbers separated by spaces, e.g. "0.5 1.5", got {value!r}'
+    return None
+
+
+def _fraction(value: float) -> str | None:
+    return None if 0 <= value <= 1 else f"must lie in [0, 1], got {value}"
+
+
 def _choice(choices: Iterable[str]) -> Callable[[str], str | None]:
     options = tuple(choices)
     return lambda value: None if value in options else f"unknown value {value!r}; choose from {list(options)}"
@@ -153,6 +200,11 @@ FIELDS: dict[str, Field] = {
     "model.init": Field(str, True, _choice(INITS)),
     "model.sigma_w2": Field(float, False, _non_negative),
     "model.sigma_b2": Field(float, False, _non_negative),
+    "model.mix": Field(str, True, _choice(MIXES)),
+    "model.mix_scale_a": Field(float, False, _non_negative),
+    "model.mix_scale_b": Field(float, False, _non_negative),
+    "model.mix_fraction": Field(float, False, _fraction),
+    "model.layer_scales": Field(str, True, _layer_scales),
     "data.name": Field(str, True, _choice(DATASETS)),
     "data.n_train": Field(int, True, _positive),
     "data.n_test": Field(int, True, _positive),
@@ -221,8 +273,18 @@ class Experiment:
         return sections
 
     def fingerprint(self) -> str:
-        """A hash of the resolved experiment: equal iff the same variants would be computed."""
-        text = json.dumps(self.to_toml_dict(), sort_keys=True)
+        """A hash of the resolved experiment: equal iff the same variants would be computed.
+
+        Fields added later (``ADDED_FIELDS``) count only where they differ from their defaults, so the
+        fingerprint of an experiment that does not use them is the one it had before they existed
+        (its saved runs still resume)."""
+        sections = self.to_toml_dict()
+        default = Config()
+        for field in ADDED_FIELDS:
+            section, key = field.split(".")
+            if sections[section][key] == default.get(field):
+                del sections[section][key]
+        text = json.dumps(sections, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -272,7 +334,8 @@ def _range_values(kind: str, args: Any, spec: Field, source: str, field: str) ->
     values = (np.linspace if kind == "linspace" else np.geomspace)(a, b, n)
     if spec.kind is int:
         return list(dict.fromkeys(round(v) for v in values))
-    return [float(v) for v in values]
+    # 12 significant digits: linspace's round-off goes, so ``ds.sel(sigma_w2=1.5)`` finds 1.5
+    return [float(f"{v:.12g}") for v in values]
 
 
 def parse_value(raw: Any, field: str, source: str) -> tuple[Any, ...] | Any:
@@ -380,7 +443,20 @@ def experiment_from_dict(
             fixed[field] = parsed
     base = Config().replace(fixed)
     _check_jacobian_schedule(base, axes, source)
+    _check_mix(base, axes, source)
     return Experiment(base=base, axes=tuple(axes), source=source)
+
+
+def _check_mix(base: Config, axes: list[Axis], source: str) -> None:
+    """mix_scale_a/b and mix_fraction other than their defaults need a mix that uses them."""
+    swept = {axis.field: axis.values for axis in axes}
+    if set(swept.get("model.mix", (base.model.mix,))) != {"none"}:
+        return
+    default = Config()
+    for field in MIX_FIELDS:
+        if set(swept.get(field, (base.get(field),))) != {default.get(field)}:
+            problem = "has no effect while model.mix = 'none'; set it to 'units' or 'entries'"
+            raise _fail(source, field, problem)
 
 
 def _check_jacobian_schedule(base: Config, axes: list[Axis], source: str) -> None:

@@ -5,7 +5,8 @@ An architecture is a ``Architecture(init, apply, n_layers)`` entry in ``ARCHITEC
 - ``init(key, sigma_w2, sigma_b2, spec) -> params``: the standard parameterisation of the papers,
   ``W ~ N(0, sigma_w2 / fan_in)`` (or ``sigma_w`` times a random orthogonal matrix), ``b ~ N(0, sigma_b2)``.
   The unit draws depend only on ``key`` (the variant's seed) and the shapes, so variants that differ
-  only in sigma_w2/sigma_b2 share them (common random numbers).
+  only in sigma_w2/sigma_b2 share them (common random numbers). ``init(..., mix=Mix(a, b, f))`` scales
+  them (``W = sigma_w * s * unit draw``) by mixed scales, see ``weight_scales``.
 - ``apply(params, x, phi) -> (logits, signal)`` with ``x: [batch, input_dim]``,
   ``logits: [batch, n_classes]`` and ``signal = {"q": [n_layers], "c": [n_layers, n_pairs]}``: the mean
   squared pre-activation per layer and the correlation of pairs of inputs' pre-activations.
@@ -39,6 +40,50 @@ class ModelSpec:
     depth: int  # number of hidden layers L
     n_classes: int
     init: str  # "gaussian" | "orthogonal"
+    mix: str = "none"  # mixed scales within a layer: "none" | "units" | "entries" (see weight_scales)
+    layer_scales: tuple[float, ...] = (1.0,)  # per-layer scale pattern, repeated over layers 1..L
+
+
+class Mix(NamedTuple):
+    """The dynamic values of a within-layer mixture: scales a and b, and the fraction f at scale a."""
+
+    scale_a: jax.Array
+    scale_b: jax.Array
+    fraction: jax.Array
+
+
+def _scale_mask(mix: str, fraction: jax.Array, fan_in: int, fan_out: int) -> jax.Array:
+    """Which weights of a [fan_in, fan_out] layer take scale a: [1, fan_out] (units) or [fan_in, fan_out].
+
+    units: the first round(f fan_out) units (their incoming weights: columns). entries: entry (i, j) iff
+    (i + j) mod M < round(f M), M = min(fan_in, fan_out): a fixed, balanced pattern, every row and
+    every column of the smaller side holds exactly round(f M) of them.
+    """
+    if mix == "units":
+        return (jnp.arange(fan_out) < jnp.floor(fraction * fan_out + 0.5))[None, :]
+    m = min(fan_in, fan_out)
+    cyclic = (jnp.arange(fan_in)[:, None] + jnp.arange(fan_out)[None, :]) % m
+    return cyclic < jnp.floor(fraction * m + 0.5)
+
+
+def weight_scales(spec: ModelSpec, mix: Mix | None) -> dict[str, jax.Array] | None:
+    """The scale s of every weight of layers 1..L (input [d, N] or [1, N], hidden [L-1, N, N] or
+    [L-1, 1, N]): the layer pattern (layer l takes ``layer_scales[(l - 1) % len]``) times the mixture
+    (``mix``: scale a where ``_scale_mask``, b elsewhere). The readout is never scaled. None: no scales
+    at all (the unmixed network, computed without a multiplication).
+    """
+    pattern = np.resize(np.asarray(spec.layer_scales, np.float32), spec.depth)  # layer 1..L
+    if spec.mix == "none" and np.all(pattern == 1):
+        return None
+    shapes = {"input": (spec.input_dim, spec.width), "hidden": (spec.width, spec.width)}
+    out = {}
+    for name, (fan_in, fan_out) in shapes.items():
+        layer = jnp.asarray(pattern[:1] if name == "input" else pattern[1:], jnp.float32)[:, None, None]
+        if spec.mix != "none":
+            within = jnp.where(_scale_mask(spec.mix, mix.fraction, fan_in, fan_out), mix.scale_a, mix.scale_b)
+            layer = layer * within[None]
+        out[name] = layer[0] if name == "input" else layer
+    return out
 
 
 def _gram_schmidt(z: jax.Array) -> jax.Array:
@@ -80,11 +125,14 @@ def _unit_weight(z: jax.Array, init: str) -> jax.Array:
     return q * jnp.sqrt(max(fan_in, fan_out) / fan_in)
 
 
-def mlp_init(key: jax.Array, sigma_w2: jax.Array, sigma_b2: jax.Array, spec: ModelSpec) -> Params:
+def mlp_init(
+    key: jax.Array, sigma_w2: jax.Array, sigma_b2: jax.Array, spec: ModelSpec, mix: Mix | None = None
+) -> Params:
     """Parameters of an MLP: ``input`` [d, N], ``hidden`` stacked [L-1, N, N], ``readout`` [N, C].
 
     All unit draws come from ONE ``jax.random.normal`` call on the variant's key (one random-number
-    kernel to compile, whatever the depth), cut into the layers in a fixed order.
+    kernel to compile, whatever the depth), cut into the layers in a fixed order. Mixed scales
+    (``weight_scales``) multiply the weights of layers 1..L and leave the draws as they are.
     """
     d, n, c, hidden = spec.input_dim, spec.width, spec.n_classes, spec.depth - 1
     shapes = {
@@ -102,11 +150,16 @@ def mlp_init(key: jax.Array, sigma_w2: jax.Array, sigma_b2: jax.Array, spec: Mod
         for (name, shape), part in zip(shapes.items(), jnp.split(flat, np.cumsum(sizes)[:-1]), strict=True)
     }
     sigma_w, sigma_b = jnp.sqrt(sigma_w2), jnp.sqrt(sigma_b2)
-    return {
+    params = {
         "input": {"w": sigma_w * _unit_weight(z["input_w"], spec.init), "b": sigma_b * z["input_b"]},
         "hidden": {"w": sigma_w * _unit_weight(z["hidden_w"], spec.init), "b": sigma_b * z["hidden_b"]},
         "readout": {"w": sigma_w * _unit_weight(z["readout_w"], spec.init), "b": sigma_b * z["readout_b"]},
     }
+    scales = weight_scales(spec, mix)
+    if scales is not None:
+        for name, scale in scales.items():
+            params[name]["w"] = params[name]["w"] * scale
+    return params
 
 
 N_PAIRS = 8  # input pairs whose pre-activation correlation c^l is measured at initialisation
@@ -163,7 +216,7 @@ def mlp_jacobian_factors(params: Params, x: jax.Array) -> tuple[jax.Array, jax.A
 
 
 class Architecture(NamedTuple):
-    init: Callable[[jax.Array, jax.Array, jax.Array, ModelSpec], Params]
+    init: Callable[..., Params]  # (key, sigma_w2, sigma_b2, spec, mix=None) -> params
     apply: Callable[[Params, jax.Array, Callable], tuple[jax.Array, dict[str, jax.Array]]]
     weight_norms: Callable[[Params], jax.Array]
     n_layers: Callable[[ModelSpec], int]  # number of weight matrices = length of the layer axis

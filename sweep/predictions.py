@@ -5,6 +5,10 @@
 agreement score: the fraction of (sigma_w2, depth) cells where "trained" (final training accuracy
 above ``measure.trained_accuracy``, seeds averaged) agrees with the rule "depth <= n * xi_c"
 (``n = measure.xi_multiple``, default 6; Schoenholz et al. 2017).
+
+Runs with mixed weight scales (``model.mix`` or ``model.layer_scales``) also get the mixed-scale mean
+field (``sweep.theory.mixed_scales``): ``grad_norm_theory``, ``q_layer_theory``, ``chi_layer`` and
+``chi_mean`` (see ``add_mixed_predictions``); q_star, chi_1 and xi_c stay those of the unmixed network.
 """
 
 from __future__ import annotations
@@ -15,9 +19,10 @@ import tomllib
 import numpy as np
 import xarray as xr
 
-from sweep.config import Experiment
+from sweep.config import Experiment, parse_layer_scales
 from sweep.results import label
 from sweep.theory.mean_field import critical_sigma_w2, mean_field
+from sweep.theory.mixed_scales import geometric_mean_chi, mixed_profile
 
 PREDICTED = {"q_star": "q_star", "c_star": "c_star", "chi_1": "chi_1", "xi_c": "xi_c"}
 
@@ -63,6 +68,97 @@ def add_predictions(ds: xr.Dataset) -> xr.Dataset:
     score = agreement(ds)
     if score is not None:
         ds.attrs["trainability_agreement"] = score
+    if uses_mixed_scales(ds):
+        ds = add_mixed_predictions(ds)
+    return ds
+
+
+MIXED_INPUTS = (
+    ("model", "activation"),
+    ("model", "sigma_w2"),
+    ("model", "sigma_b2"),
+    ("model", "width"),
+    ("model", "depth"),
+    ("model", "mix"),
+    ("model", "mix_scale_a"),
+    ("model", "mix_scale_b"),
+    ("model", "mix_fraction"),
+    ("model", "layer_scales"),
+)
+
+
+MIXED_PREDICTED = {
+    "grad_norm_theory": "mixed-scale mean field: gradient norm per layer at init, anchored at the readout",
+    "q_layer_theory": "mixed-scale mean field: mean squared pre-activation per layer at init",
+    "chi_layer": "mixed-scale mean field: the factor chi^l the backward signal gains at layer l",
+    "chi_mean": "mixed-scale mean field: geometric mean of chi^l over layers 1..L",
+}
+
+
+def uses_mixed_scales(ds: xr.Dataset) -> bool:
+    """Whether any variant has mixed weight scales (``model.mix`` or ``model.layer_scales``)."""
+    model = _config(ds)["model"]
+    mixes = np.atleast_1d(model.get("mix", "none"))
+    patterns = np.atleast_1d(model.get("layer_scales", "1"))
+    return bool(np.any(mixes != "none") or any(set(parse_layer_scales(str(p))) != {1.0} for p in patterns))
+
+
+def add_mixed_predictions(ds: xr.Dataset) -> xr.Dataset:
+    """The mixed-scale mean field of every variant (``sweep.theory.mixed_scales.mixed_profile``):
+
+    - ``grad_norm_theory`` (*grid, layer): the gradient norm of every layer at initialisation,
+      sqrt(E‖∂L/∂W^l‖²) from the one-example recursions, anchored at the variant's measured readout
+      gradient (the theory says how the gradient changes from layer to layer, not the loss's gradient
+      at the logits);
+    - ``q_layer_theory`` (*grid, layer): the mean squared pre-activation over the units, from the
+      inputs' mean square; ``chi_layer`` (*grid, layer): the factor χ^l of layers 1..L (NaN at the
+      readout); ``chi_mean`` (*grid): their geometric mean, the factor per layer on average.
+    """
+    config = _config(ds)
+    grid = ds["completed"].dims
+    shape = tuple(ds.sizes[d] for d in grid)
+    n_layers = ds.sizes["layer"]
+    fields = {
+        key: xr.broadcast(_field(ds, section, key), ds["completed"])[0].transpose(*grid)
+        for section, key in MIXED_INPUTS
+    }
+    q_input = float(ds.attrs.get("input_mean_square", 1.0))
+    input_dim = int(ds.attrs.get("input_dim", config["data"]["input_dim"]))
+    readout = ds["grad_norm"].isel(step=0).values if "step" in ds.dims else None
+    out = {name: np.full((*shape, n_layers), np.nan) for name in MIXED_PREDICTED if name != "chi_mean"}
+    chi_mean = np.full(shape, np.nan)
+    cache: dict[tuple, tuple] = {}
+    for index in np.ndindex(shape):
+        values = {key: fields[key].values[index].item() for key in fields}
+        key = tuple(values.values())
+        if key not in cache:
+            profile = mixed_profile(
+                str(values["activation"]),
+                float(values["sigma_w2"]),
+                float(values["sigma_b2"]),
+                q_input,
+                depth=int(values["depth"]),
+                width=int(values["width"]),
+                input_dim=input_dim,
+                mix=str(values["mix"]),
+                scale_a=float(values["mix_scale_a"]),
+                scale_b=float(values["mix_scale_b"]),
+                fraction=float(values["mix_fraction"]),
+                layer_scales=parse_layer_scales(str(values["layer_scales"])),
+            )
+            cache[key] = (profile, geometric_mean_chi(profile))
+        profile, mean = cache[key]
+        depth = len(profile.chi)
+        out["q_layer_theory"][index][: depth + 1] = profile.q_mean
+        out["chi_layer"][index][:depth] = profile.chi
+        chi_mean[index] = mean
+        if readout is not None:
+            shape_only = np.sqrt(profile.grad_sq / profile.grad_sq[-1])
+            out["grad_norm_theory"][index][: depth + 1] = readout[index][depth] * shape_only
+    ds = ds.assign({name: ((*grid, "layer"), values) for name, values in out.items()})
+    ds["chi_mean"] = (grid, chi_mean)
+    for key, text in MIXED_PREDICTED.items():
+        ds[key].attrs["long_name"] = text
     return ds
 
 

@@ -31,12 +31,12 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from sweep.activations import get_activation
-from sweep.config import Config
+from sweep.config import Config, parse_layer_scales
 from sweep.data import Dataset
 from sweep.devices import variant_mesh
 from sweep.grid import record_steps
 from sweep.metrics import EvalData, forward_signal, loss_fn, measure
-from sweep.models import ARCHITECTURES, ModelSpec, Params
+from sweep.models import ARCHITECTURES, Mix, ModelSpec, Params
 from sweep.passes import in_passes, variants_per_pass
 from sweep.spectrum import (
     exact_log10_singular_values,
@@ -80,7 +80,8 @@ class GroupSpec:
     @classmethod
     def from_config(cls, config: Config, dataset: Dataset) -> GroupSpec:
         m, t, s = config.model, config.train, config.measure
-        model = ModelSpec(dataset.input_dim, m.width, m.depth, dataset.n_classes, m.init)
+        layer_scales = parse_layer_scales(m.layer_scales)
+        model = ModelSpec(dataset.input_dim, m.width, m.depth, dataset.n_classes, m.init, m.mix, layer_scales)
         jacobian = None
         if s.jacobian:
             matrix_free = s.jacobian_mode == "matrix_free" or (
@@ -104,6 +105,9 @@ class Hyper(NamedTuple):
 
     sigma_w2: jax.Array
     sigma_b2: jax.Array
+    mix_scale_a: jax.Array
+    mix_scale_b: jax.Array
+    mix_fraction: jax.Array
     learning_rate: jax.Array
     momentum: jax.Array
     seed: jax.Array
@@ -200,7 +204,8 @@ def train_variant(spec: GroupSpec, hyper: Hyper, data: TrainData) -> dict[str, j
     ``[n_layers]`` at initialisation, ``diverged`` and ``diverged_step`` scalars (R = len(record_steps))."""
     TRACE_COUNT[spec] += 1
     arch, phi = ARCHITECTURES[spec.arch], get_activation(spec.activation)
-    params = arch.init(variant_key(hyper.seed, 0), hyper.sigma_w2, hyper.sigma_b2, spec.model)
+    mix = Mix(hyper.mix_scale_a, hyper.mix_scale_b, hyper.mix_fraction)
+    params = arch.init(variant_key(hyper.seed, 0), hyper.sigma_w2, hyper.sigma_b2, spec.model, mix=mix)
     optimizer = make_optimizer(spec.optimizer, hyper.learning_rate, hyper.momentum)
     state = TrainState(params, optimizer.init(params), jnp.array(False), jnp.array(-1, jnp.int32))
     n_train = data.x_train.shape[0]
@@ -280,8 +285,12 @@ def compile_group(spec: GroupSpec, chunk_size: int, data: TrainData) -> tuple[Co
         )
     )
     hyper_shape = Hyper(
-        *(jax.ShapeDtypeStruct((chunk_size,), jnp.float32, sharding=by_variant) for _ in range(4)),
-        seed=jax.ShapeDtypeStruct((chunk_size,), jnp.uint32, sharding=by_variant),
+        **{
+            name: jax.ShapeDtypeStruct(
+                (chunk_size,), jnp.uint32 if name == "seed" else jnp.float32, sharding=by_variant
+            )
+            for name in Hyper._fields
+        }
     )
     start = time.perf_counter()
     compiled = program.lower(hyper_shape, data).compile()

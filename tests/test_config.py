@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 
 import numpy as np
@@ -9,7 +11,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sweep.config import ARCHS, ConfigError, experiment_from_dict, load_experiment, parse_override
+from sweep.config import (
+    ARCHS,
+    ConfigError,
+    experiment_from_dict,
+    load_experiment,
+    parse_layer_scales,
+    parse_override,
+)
 from sweep.grid import groups, record_steps, variants
 from sweep.models import ARCHITECTURES
 
@@ -108,6 +117,17 @@ BAD = [
     ({"model": {"depth": {"range": [10, 1, 0]}}}, "model.depth"),
     ({"model": {"width": True}}, "model.width"),
     ({"model": {"depth": [3, 3]}}, "model.depth"),
+    ({"model": {"mix": "neurons"}}, "model.mix"),
+    ({"model": {"mix": "units", "mix_fraction": 1.5}}, "model.mix_fraction"),
+    ({"model": {"mix": "units", "mix_scale_a": -0.5}}, "model.mix_scale_a"),
+    ({"model": {"mix": "entries", "mix_scale_b": "big"}}, "model.mix_scale_b"),
+    ({"model": {"mix_scale_a": 0.5}}, "model.mix_scale_a"),  # no effect while mix = "none"
+    ({"model": {"mix_fraction": [0.25, 0.5]}}, "model.mix_fraction"),
+    ({"model": {"layer_scales": "0.5 x"}}, "model.layer_scales"),
+    ({"model": {"layer_scales": ""}}, "model.layer_scales"),
+    ({"model": {"layer_scales": "0.5 -1"}}, "model.layer_scales"),
+    ({"model": {"layer_scales": 0.5}}, "model.layer_scales"),  # a pattern is a string
+    ({"model": {"layer_scales": ["1", "1"]}}, "model.layer_scales"),
 ]
 
 
@@ -153,3 +173,37 @@ def test_grid_is_the_product_of_axes(sigmas, depths):
     for v in vs:
         assert v.config.model.depth == depths[v.index[0]]
         assert v.config.model.sigma_w2 == sigmas[v.index[1]]
+
+
+def test_mixed_scale_fields():
+    exp = experiment_from_dict(
+        {
+            "model": {
+                "mix": ["units", "entries"],
+                "mix_scale_a": 0.5,
+                "mix_scale_b": [1.5, 2.0],
+                "layer_scales": ["1", "0.5 1.5"],
+            }
+        }
+    )
+    assert [axis.name for axis in exp.axes] == ["mix", "mix_scale_b", "layer_scales"]
+    assert exp.base.model.mix_scale_a == 0.5 and exp.base.model.mix_fraction == 0.5
+    assert parse_layer_scales("0.5 1.5") == (0.5, 1.5) == parse_layer_scales(" 0.5,1.5 ")
+    plan = groups(exp)  # mix and layer_scales are static (4 programs); the scales are vmapped
+    assert len(plan) == 4 and all(len(group.variants) == 2 for group in plan)
+    assert set(plan[0].dynamic()) >= {"mix_scale_a", "mix_scale_b", "mix_fraction"}
+    # swept with mix = "none" among the values: the scales matter for the others
+    experiment_from_dict({"model": {"mix": ["none", "units"], "mix_scale_a": 0.5}})
+
+
+def test_fingerprint_ignores_the_mixed_fields_at_their_defaults():
+    plain = experiment_from_dict({"model": {"sigma_w2": [1.0, 2.0]}})
+    explicit = experiment_from_dict({"model": {"sigma_w2": [1.0, 2.0], "mix": "none", "layer_scales": "1"}})
+    assert plain.fingerprint() == explicit.fingerprint()
+    sections = plain.to_toml_dict()
+    for key in ("mix", "mix_scale_a", "mix_scale_b", "mix_fraction", "layer_scales"):
+        del sections["model"][key]  # as an experiment was resolved before these fields existed
+    text = json.dumps(sections, sort_keys=True)
+    assert plain.fingerprint() == hashlib.sha256(text.encode()).hexdigest()[:16]
+    mixed = experiment_from_dict({"model": {"sigma_w2": [1.0, 2.0], "layer_scales": "0.5 1.5"}})
+    assert mixed.fingerprint() != plain.fingerprint()

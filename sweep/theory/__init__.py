@@ -4,4 +4,5 @@
   Schoenholz et al. 2017).
 - ``sweep.theory.free_probability``: limiting spectral density and moments of J J^T (Pennington et al.
   2017, 2018).
+- ``sweep.theory.mixed_scales``: mean field of weights at mixed scales within and across layers.
 """

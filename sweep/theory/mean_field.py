@@ -714,12 +714,17 @@ class Boundary(NamedTuple):
     q_star: Array
 
 
+def gaussian_moments(activation: ActivationLike, q: Array) -> Moments:
+    """V(q) = E[φ(u)²], V'(q) and D(q) = E[φ'(u)²] for u ~ N(0, q) (``Moments``), each of the shape of q."""
+    return _flat_call(_moments, activation, q)
+
+
 def critical_line(activation: ActivationLike, q: Array) -> tuple[Array, Array]:
     """The critical line parametrised by q* = q: σ_w² = 1/E[φ'(u)²], σ_b² = q - σ_w² E[φ(u)²].
 
     Shapes: those of ``q``. σ_b² < 0 means that q is not critical for any admissible bias.
     """
-    m = _flat_call(_moments, activation, q)
+    m = gaussian_moments(activation, q)
     w2 = 1 / m.dvar
     return w2, jnp.asarray(q, w2.dtype) - w2 * m.var
 
