@@ -12,6 +12,7 @@ from matplotlib.figure import Figure
 from plots.correlation import correlation_maps_figure, order_chaos_theory_figure
 from plots.gradients import gradient_norms_figure
 from plots.init_schemes import init_schemes_figure
+from plots.mixed_scales import mixed_scales_figure, shows_mixed_scales
 from plots.phase_diagram import phase_diagram_figure
 from plots.signal import signal_propagation_figure
 from plots.spectra import SPECTRA_FIGURES
@@ -48,6 +49,7 @@ FIGURES: dict[str, tuple[Callable[[xr.Dataset], Figure], Applies]] = {
     "order_chaos": (order_chaos_theory_figure, needs("sigma_w2", "sigma_b2", without=("activation",))),
     "vanishing_exploding": (vanishing_figure, needs("sigma_w2", "layer", trained=True, without=("depth",))),
     "init_schemes": (init_schemes_figure, needs("sigma_w2", "depth", "init", trained=True)),
+    "mixed_scales": (mixed_scales_figure, shows_mixed_scales),
 } | {name: (make, needs(*dims)) for name, (make, dims) in SPECTRA_FIGURES.items()}
 
 
