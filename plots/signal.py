@@ -31,15 +31,33 @@ from plots.spectra import d2_moments
 from sweep.theory.mean_field import chi_1, length_map_iterates
 
 
-def layer_resolved_ratio(
+def length_map_from_input(
     activation: str, sigma_w2: np.ndarray, sigma_b2: float, input_q: float, depth: int
 ) -> np.ndarray:
-    """Mean-field g_l / g_{l+1} for each ``sigma_w2``, geometric mean over l = 2..depth-1, from the length
-    map's q^l (see the module docstring). Needs depth > 3."""
-    w2 = np.asarray(sigma_w2, np.float64)[:, None]
+    """[len(sigma_w2), depth]: q^1..q^depth from q^1 = sigma_w2 * input_q + sigma_b2 (one theory call)."""
+    w2 = np.asarray(sigma_w2, np.float64)
     q1 = w2 * input_q + sigma_b2
-    rest = np.asarray(length_map_iterates(activation, w2[:, 0], sigma_b2, q1[:, 0], depth - 1), np.float64)
-    q = np.concatenate([q1, rest], axis=1)  # q^1 .. q^depth
+    if depth < 2:
+        return q1[:, None]
+    rest = np.asarray(
+        length_map_iterates(activation, w2, np.full_like(w2, sigma_b2), q1, depth - 1), np.float64
+    )
+    return np.concatenate([q1[:, None], rest.reshape(len(w2), depth - 1)], axis=1)
+
+
+def layer_resolved_ratio(
+    activation: str,
+    sigma_w2: np.ndarray,
+    sigma_b2: float,
+    input_q: float,
+    depth: int,
+    q: np.ndarray | None = None,
+) -> np.ndarray:
+    """Mean-field g_l / g_{l+1} for each ``sigma_w2``, geometric mean over l = 2..depth-1, from the length
+    map's q^l (``q``, as ``length_map_from_input`` returns it; computed if not given); see the module
+    docstring. Needs depth > 3."""
+    w2 = np.asarray(sigma_w2, np.float64)[:, None]
+    q = length_map_from_input(activation, w2[:, 0], sigma_b2, input_q, depth) if q is None else q
     mu1, _ = d2_moments(activation, 1.0, sigma_b2, q[:, 1 : depth - 1])  # E[phi'(h^l)^2], l = 2..depth-1
     log_delta = 0.5 * np.log(w2 * mu1)
     log_forward = 0.5 * (np.log(q[:, 1 : depth - 1] - sigma_b2) - np.log(q[:, 2:depth] - sigma_b2))
@@ -73,6 +91,9 @@ def signal_propagation_figure(ds: xr.Dataset, n_curves: int = 5) -> Figure:
     sigmas = pick_sigmas(ds, n_curves)
     input_q = float(ds.attrs.get("input_mean_square", 1.0))
     fixed_b2 = not isinstance(sigma_b2, list)
+    x = ratio["sigma_w2"].values
+    if fixed_b2:  # the length map of every swept sigma_w2, in one theory call
+        iterates = dict(zip(x, length_map_from_input(activation, x, sigma_b2, input_q, depth), strict=True))
     for sigma, style in zip(sigmas, sigma_styles(ds, sigmas), strict=True):
         measured = q.sel(sigma_w2=sigma).dropna("layer").sel(layer=slice(1, depth))
         colour, label = style["color"], style["label"]
@@ -80,11 +101,7 @@ def signal_propagation_figure(ds: xr.Dataset, n_curves: int = 5) -> Figure:
             measured["layer"], measured, "o", ms=3, color=colour, label=label, zorder=style["zorder"]
         )
         if fixed_b2 and depth > 1:
-            q1 = sigma * input_q + sigma_b2
-            rest = np.asarray(length_map_iterates(activation, sigma, sigma_b2, q1, depth - 1))
-            left.semilogy(
-                np.arange(1, depth + 1), np.concatenate([[q1], rest]), "-", color=colour, lw=style["lw"] * 0.8
-            )
+            left.semilogy(np.arange(1, depth + 1), iterates[sigma], "-", color=colour, lw=style["lw"] * 0.8)
     left.set_xlabel("layer l")
     left.set_ylabel(r"$q^l$ = mean squared pre-activation")
     left.set_title("forward signal at initialisation (dots: measured, lines: length map)", fontsize=9)
@@ -92,7 +109,6 @@ def signal_propagation_figure(ds: xr.Dataset, n_curves: int = 5) -> Figure:
     readable_log_axis(left)
     fig.legend(*left.get_legend_handles_labels(), loc="outside left center", fontsize=7)
 
-    x = ratio["sigma_w2"].values
     right.semilogy(x, ratio, "o", color="k", ms=6, zorder=4, label="measured (geometric mean over layers)")
     for sigma, value in zip(x, ratio.values, strict=True):
         right.annotate(
@@ -104,7 +120,9 @@ def signal_propagation_figure(ds: xr.Dataset, n_curves: int = 5) -> Figure:
         predicted = np.sqrt(np.asarray(chi_1(activation, fine, np.full_like(fine, sigma_b2))))
         right.semilogy(fine, predicted, "-", color="tab:red", label=r"$\sqrt{\chi_1}$ at $q^*$ (mean field)")
         if depth > 3:
-            resolved = layer_resolved_ratio(activation, x, sigma_b2, input_q, depth)
+            resolved = layer_resolved_ratio(
+                activation, x, sigma_b2, input_q, depth, np.stack(list(iterates.values()))
+            )
             right.semilogy(
                 x,
                 resolved,
@@ -113,7 +131,8 @@ def signal_propagation_figure(ds: xr.Dataset, n_curves: int = 5) -> Figure:
                 ms=8,
                 mew=1.8,
                 zorder=3,
-                label=r"mean field layer by layer ($q^l$ from the length map)",
+                label=r"mean field layer by layer: $\sqrt{\chi_1(q^l)}\;|x^{l-1}|\,/\,|x^l|$, "
+                r"$q^l$ from the length map",
             )
     critical = ds.attrs.get("critical_sigma_w2")
     if critical is not None and x.min() <= critical <= x.max():
