@@ -13,6 +13,11 @@ Both runs happen in this process after a warm-up that compiles both chunk shapes
 excluded.
 
     python benchmarks/bench_chunking.py [--variants 64] [--chunks 8] [--repeats 3]
+
+Measured on 2 shared CPU cores with ``--variants 64 --chunks 32 --repeats 5`` (a 3 s run): checksums
+0.09% and directory flushes 0.47% of the run (worst of 5); the wall-clock comparison with both switched
+off varied between -17% and +20% from one invocation to the next (other work on the machine), so only
+the direct measurement resolves a cost this small.
 """
 
 from __future__ import annotations

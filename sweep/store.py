@@ -354,8 +354,10 @@ def load(directory: str | Path) -> xr.Dataset:
     except Exception as error:  # whatever a damaged file makes HDF5 raise
         raise DamagedFile(path, f"not a readable netCDF file ({integrity.one_line(error)})", remedy) from None
     claimed = results.attrs.pop("checksum", None)
-    if claimed is None or "fingerprint" not in results.attrs:
-        raise DamagedFile(path, "not a sweep results file (no fingerprint or checksum)", remedy)
+    if "fingerprint" not in results.attrs:
+        raise DamagedFile(path, "not a sweep results file (no experiment fingerprint)", remedy)
+    if claimed is None:
+        raise DamagedFile(path, "no checksum (written by an older sweep, or changed since)", remedy)
     if claimed != integrity.dataset_crc32(results):
         raise DamagedFile(path, "damaged (checksum mismatch)", remedy)
     return results
