@@ -66,7 +66,8 @@ def layer_resolved_ratio(
 
 def crossing(x: np.ndarray, y: np.ndarray) -> float | None:
     """First x where y crosses 1 (linear interpolation of log y), or None."""
-    log_y = np.log(np.asarray(y, np.float64))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_y = np.log(np.asarray(y, np.float64))
     for i in range(len(x) - 1):
         if np.isfinite(log_y[i : i + 2]).all() and log_y[i] * log_y[i + 1] <= 0 and log_y[i] != log_y[i + 1]:
             return float(x[i] + (x[i + 1] - x[i]) * log_y[i] / (log_y[i] - log_y[i + 1]))
@@ -82,7 +83,8 @@ def signal_propagation_figure(ds: xr.Dataset, n_curves: int = 5) -> Figure:
     if "depth" in ds.dims:
         q, grad = q.sel(depth=depth), grad.sel(depth=depth)
     q = q.mean("seed") if "seed" in q.dims else q
-    log_ratio = np.log(grad / grad.shift(layer=-1)).sel(layer=slice(2, depth - 1))
+    with np.errstate(divide="ignore", invalid="ignore"):  # underflowed gradients (0) give no ratio
+        log_ratio = np.log(grad / grad.shift(layer=-1)).sel(layer=slice(2, depth - 1))
     log_ratio = log_ratio.mean("layer")
     ratio = np.exp(log_ratio.mean("seed")) if "seed" in log_ratio.dims else np.exp(log_ratio)
     held = held_phrase(q, ("sigma_w2", "layer"))
