@@ -72,8 +72,18 @@ def _label_cells(ax: plt.Axes, accuracy: xr.DataArray, low: float, best: float) 
         for sigma in accuracy["sigma_w2"].values:
             value = float(accuracy.sel(depth=depth, sigma_w2=sigma))
             if np.isfinite(value):
-                colour = "k" if value > middle else "w"
-                ax.text(sigma, depth, f"{value:.2f}", ha="center", va="center", fontsize=7, color=colour)
+                colour, box = ("k", (1, 1, 1, 0.85)) if value > middle else ("w", (0, 0, 0, 0.7))
+                ax.text(
+                    sigma,
+                    depth,
+                    f"{value:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color=colour,
+                    zorder=5,  # above the overlays, on a faint box, so a line through the cell hides no digit
+                    bbox={"boxstyle": "round,pad=0.15", "fc": box, "ec": "none"},
+                )
 
 
 def _edges(values: np.ndarray) -> tuple[float, float]:
