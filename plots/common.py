@@ -56,15 +56,18 @@ def _words(value: Any) -> str:
     return "/".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)
 
 
-def describe(ds: xr.Dataset) -> str:
+def describe(ds: xr.Dataset, at_initialisation: bool = False) -> str:
     """One line saying what was run, for figure titles; a run of 0 steps says "at initialisation" and
-    names no optimizer."""
+    names no optimizer, nor does a figure of a trained run's initialisation (``at_initialisation``:
+    its title says so itself)."""
     c = run_config(ds)
     m, d, t = c.get("model", {}), c.get("data", {}), c.get("train", {})
     what = (
         f"{_words(m.get('activation'))} {m.get('arch', 'mlp')}, width {_words(m.get('width'))}, "
         f"{_words(m.get('init'))} init, {d.get('name')}"
     )
+    if at_initialisation:
+        return what
     if not t.get("steps"):
         return f"{what}, at initialisation"
     lr = _words(t.get("learning_rate"))

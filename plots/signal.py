@@ -154,6 +154,6 @@ def signal_propagation_figure(ds: xr.Dataset, n_curves: int = 5) -> Figure:
     right.set_title("backward signal: growth per layer toward the input", fontsize=9)
     right.grid(alpha=0.25)
     right.legend(fontsize=7, loc="upper left")
-    title = f"Signal propagation at initialisation, depth {depth}: {describe(ds)}"
+    title = f"Signal propagation at initialisation, depth {depth}: {describe(ds, at_initialisation=True)}"
     fig.suptitle(title + (f" (held at {held})" if held else ""), fontsize=9)
     return fig

@@ -10,6 +10,7 @@ from matplotlib.colors import to_rgba
 
 from plots.common import describe, pick_sigmas, readable_log_axis, sigma_styles
 from plots.phase_diagram import phase_diagram_figure
+from plots.signal import signal_propagation_figure
 from plots.training import training_curves_figure
 
 CONFIG = """
@@ -92,6 +93,16 @@ def test_titles_of_figures_at_initialisation_name_no_optimizer():
     assert "at initialisation" in describe(synthetic(steps=0))
     assert "sgd" not in describe(synthetic(steps=0)) and "0 steps" not in describe(synthetic(steps=0))
     assert "sgd lr=0.05, 20 steps" in describe(synthetic())
+    assert "sgd" not in describe(synthetic(), at_initialisation=True)
+
+
+def test_the_signal_propagation_figure_of_a_trained_run_names_no_optimizer(tiny):
+    """It shows the run's initialisation: the optimizer has nothing to do with it."""
+    import sweep
+
+    title = signal_propagation_figure(sweep.run(tiny))._suptitle.get_text()
+    assert "at initialisation" in title and "sgd" not in title and "steps" not in title
+    plt.close("all")
 
 
 def test_training_curves_mark_chance_loss_and_accuracy():
