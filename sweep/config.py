@@ -479,6 +479,10 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: no such experiment file") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: not valid TOML ({error})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file (an experiment file is TOML in UTF-8)") from None
+    except OSError as error:  # a directory, no permission, ...
+        raise ConfigError(f"{path}: cannot read the experiment file ({error.strerror})") from None
 
 
 def load_experiment(

@@ -207,3 +207,12 @@ def test_fingerprint_ignores_the_mixed_fields_at_their_defaults():
     assert plain.fingerprint() == hashlib.sha256(text.encode()).hexdigest()[:16]
     mixed = experiment_from_dict({"model": {"sigma_w2": [1.0, 2.0], "layer_scales": "0.5 1.5"}})
     assert mixed.fingerprint() != plain.fingerprint()
+
+
+def test_an_unreadable_experiment_file_is_one_line(tmp_path):
+    binary = tmp_path / "binary.toml"
+    binary.write_bytes(bytes(range(256)))
+    with pytest.raises(ConfigError, match="binary.toml: not a text file"):
+        load_experiment(binary)
+    with pytest.raises(ConfigError, match="cannot read the experiment file"):
+        load_experiment(tmp_path)  # a directory
