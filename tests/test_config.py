@@ -212,7 +212,7 @@ def test_fingerprint_ignores_the_mixed_fields_at_their_defaults():
 def test_an_unreadable_experiment_file_is_one_line(tmp_path):
     binary = tmp_path / "binary.toml"
     binary.write_bytes(bytes(range(256)))
-    with pytest.raises(ConfigError, match="binary.toml: not a text file"):
+    with pytest.raises(ConfigError, match=r"binary\.toml: not a text file"):
         load_experiment(binary)
     with pytest.raises(ConfigError, match="cannot read the experiment file"):
         load_experiment(tmp_path)  # a directory
