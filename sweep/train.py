@@ -258,12 +258,14 @@ _COMPILED: dict[tuple, CompiledGroup] = {}
 
 
 def compile_group(spec: GroupSpec, chunk_size: int, data: TrainData) -> tuple[CompiledGroup, bool]:
-    """The compiled program for ``chunk_size`` variants of ``spec`` (a multiple of the device count),
-    and whether it was compiled now (False: taken from the cache)."""
+    """The compiled program for ``chunk_size`` variants of ``spec``, and whether it was compiled now
+    (False: taken from the cache). The program holds the next multiple of the device count (a run
+    resumed on more devices keeps its chunk sizes); ``run_chunk`` pads a chunk to it."""
     mesh = variant_mesh()
     key = (spec, chunk_size, jax.tree.map(lambda a: (a.shape, a.dtype), data), mesh.devices.size)
     if key in _COMPILED:
         return _COMPILED[key], False
+    chunk_size = -(-chunk_size // mesh.devices.size) * mesh.devices.size
     by_variant = NamedSharding(mesh, P("variants"))
     # shard_map: each device trains its own variants (vmapped, in passes on a CPU). Nothing is ever gathered,
     # whatever the program holds (per-variant SVDs, Gram-Schmidt, random draws); there is no

@@ -190,6 +190,26 @@ def test_four_fake_devices_give_the_same_results(tmp_path, experiment, reference
     assert_same(rundir.load(out), reference)
 
 
+def test_resume_on_more_devices_keeps_the_chunks_and_their_numbers(tmp_path, experiment, reference):
+    """Chunks of 3 saved by one device, the rest resumed on two: the saved chunk size is no multiple
+    of the device count, so the program pads each chunk to one (the padding never shows)."""
+    out = tmp_path / "run"
+    one = {"JAX_NUM_CPU_DEVICES": "1"}
+    proc = _cli("run", str(experiment), "--out", str(out), "--no-plot", "--chunk-size", "3", env=one)
+    assert proc.communicate(timeout=300) and proc.returncode == 0
+    chunks = sorted((out / "chunks").glob("*.npz"))
+    for path in chunks[1:]:
+        path.unlink()
+    (out / "results.nc").unlink()
+    proc = _cli(
+        "run", str(experiment), "--out", str(out), "--no-plot", "--resume", env={"JAX_NUM_CPU_DEVICES": "2"}
+    )
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert "2 CPU devices" in err and len(list((out / "chunks").glob("*.npz"))) == len(chunks)
+    assert_same(rundir.load(out), reference)
+
+
 SPECTRA_ON_FOUR_DEVICES = """
 import sys
 import jax
