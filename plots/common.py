@@ -175,8 +175,12 @@ def readable_log_axis(ax: plt.Axes, axis: str = "y") -> None:
 
 
 def geometric_mean_over_seeds(da: xr.DataArray) -> xr.DataArray:
-    """exp(mean(log)) over ``seed`` (for quantities that vary over orders of magnitude), if swept."""
-    return np.exp(np.log(da).mean("seed")) if "seed" in da.dims else da
+    """exp(mean(log)) over ``seed`` (for quantities that vary over orders of magnitude), if swept; a
+    value that underflowed to 0 makes the mean 0 (nothing to draw on a log axis), without a warning."""
+    if "seed" not in da.dims:
+        return da
+    with np.errstate(divide="ignore"):
+        return np.exp(np.log(da).mean("seed"))
 
 
 def hold_first(da: xr.DataArray, keep: tuple[str, ...]) -> xr.DataArray:
