@@ -15,7 +15,7 @@ import xarray as xr
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from plots.common import chance, describe, final_accuracy, reduce_to, run_config
+from plots.common import THEORY_POINTS, chance, describe, final_accuracy, reduce_to, run_config
 from sweep.theory.mean_field import xi_c
 
 MAX_LABELLED_CELLS = 200  # beyond this, cells are too small for their values
@@ -104,7 +104,7 @@ def _overlay_theory(ax: plt.Axes, ds: xr.Dataset) -> None:
     n = config["measure"]["xi_multiple"]
     left, right = _edges(ds["sigma_w2"].values)
     bottom, top = _edges(ds["depth"].values)
-    sigma = np.linspace(max(left, 1e-3), right, 400)
+    sigma = np.linspace(max(left, 1e-3), right, THEORY_POINTS)
     depth = n * np.asarray(xi_c(activation, sigma, np.full_like(sigma, sigma_b2)))
     outline = [pe.Stroke(linewidth=4.5, foreground="black"), pe.Normal()]
     ax.plot(

@@ -19,6 +19,7 @@ import xarray as xr
 from matplotlib.figure import Figure
 
 from plots.common import (
+    THEORY_POINTS,
     describe,
     held_phrase,
     hold_first,
@@ -118,7 +119,7 @@ def signal_propagation_figure(ds: xr.Dataset, n_curves: int = 5) -> Figure:
         )
     measured_cross = crossing(x, ratio.values)
     if fixed_b2:
-        fine = np.linspace(float(x.min()), float(x.max()), 200)
+        fine = np.linspace(float(x.min()), float(x.max()), THEORY_POINTS)
         predicted = np.sqrt(np.asarray(chi_1(activation, fine, np.full_like(fine, sigma_b2))))
         right.semilogy(fine, predicted, "-", color="tab:red", label=r"$\sqrt{\chi_1}$ at $q^*$ (mean field)")
         if depth > 3:

@@ -4,11 +4,37 @@ Public names: ``run`` (experiment -> results Dataset), ``load`` (a run directory
 ``load_experiment``, and the errors they raise: ``ConfigError`` (bad input), ``DamagedFile`` and
 ``DamagedRun`` (a run directory's files fail their checks) and ``WriteFailed`` (a file could not be
 written; what was saved is said).
+
+The names are imported on first use (a module-level ``__getattr__``), so ``import sweep`` and the
+command line start without JAX and the training path; ``from sweep import run`` works as usual.
 """
 
-from sweep.config import ConfigError, load_experiment
-from sweep.engine import run
-from sweep.integrity import DamagedFile, DamagedRun, WriteFailed
-from sweep.rundir import load
+from __future__ import annotations
 
-__all__ = ["ConfigError", "DamagedFile", "DamagedRun", "WriteFailed", "load", "load_experiment", "run"]
+import importlib
+
+# public name -> the module that defines it
+_PUBLIC = {
+    "ConfigError": "sweep.config",
+    "load_experiment": "sweep.config",
+    "run": "sweep.engine",
+    "DamagedFile": "sweep.integrity",
+    "DamagedRun": "sweep.integrity",
+    "WriteFailed": "sweep.integrity",
+    "load": "sweep.rundir",
+}
+
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str) -> object:
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sweep' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_PUBLIC))

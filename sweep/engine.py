@@ -42,9 +42,16 @@ from sweep.train import CompiledGroup, GroupSpec, TrainData, compile_group, run_
 
 @dataclass
 class Timing:
+    """Where a run's seconds go (wall clock): reading or generating the data, compiling programs,
+    training (``run_seconds``), the theory predictions with assembling the results (``measure_seconds``;
+    the predictions' compilation overlaps training), and writing chunks and results (``write_seconds``)."""
+
     compile_seconds: float = 0.0
     run_seconds: float = 0.0
     variant_steps: int = 0
+    data_seconds: float = 0.0
+    measure_seconds: float = 0.0
+    write_seconds: float = 0.0
 
     @property
     def variant_steps_per_second(self) -> float:
@@ -157,6 +164,7 @@ def run(
         raise ConfigError("--shard needs --out: the shards meet in one directory")
     if out_dir is not None:
         check_output_dir(out_dir, force, resume, sharded, experiment)
+    data_started = time.perf_counter()
     dataset = load_dataset(experiment.base.data, experiment.source)
     plan = groups(experiment)
     for group in plan:  # the dataset is shared by all groups
@@ -182,15 +190,20 @@ def run(
 
     sizes = {g.key: _chunk_size(specs[g.key], len(g.variants), n_eval, n_test, budget, cap(g)) for g in plan}
     data = train_data(dataset, n_eval)
+    timing = Timing(data_seconds=time.perf_counter() - data_started)  # with planning the groups (ms)
     chunks = plan_chunks(plan, sizes)
     if out_dir is None:
-        return _train(experiment, chunks, shard, specs, data, dataset_attrs, None, progress, log, warn)
+        return _train(
+            experiment, chunks, shard, specs, data, dataset_attrs, None, progress, log, warn, timing
+        )
     try:
         if force:
             store.clear_run(out_dir)
         sizes = store.open_run(out_dir, experiment, sizes, dataset_attrs, repair=resume or sharded, log=warn)
         chunks = plan_chunks(plan, sizes)  # a run's chunking never changes
-        return _train(experiment, chunks, shard, specs, data, dataset_attrs, out_dir, progress, log, warn)
+        return _train(
+            experiment, chunks, shard, specs, data, dataset_attrs, out_dir, progress, log, warn, timing
+        )
     except store.WriteFailed as failure:
         done = len(_saved(out_dir, chunks))
         left = f"{len(chunks) - done} chunk(s) and " if done < len(chunks) else ""
@@ -210,6 +223,7 @@ def _train(
     progress: bool,
     log: Callable[[str], None],
     warn: Callable[[str], None],
+    timing: Timing | None = None,
 ) -> xr.Dataset:
     """Train this process's share of ``chunks`` (saving each into ``out_dir``), then the results."""
     mine = shard_chunks(chunks, *shard)
@@ -219,7 +233,7 @@ def _train(
         f"{len(chunks)} chunk(s)"
         + (f"; shard {shard[0]}/{shard[1]} runs {len(mine)} of them" if sharded else "")
     )
-    timing = Timing()
+    timing = timing or Timing()
     computed = []
     todo = mine
     if out_dir is not None:  # chunks saved earlier are verified: damaged ones are moved aside, recomputed
@@ -242,19 +256,33 @@ def _train(
                 theory = theory or compile_in_background(experiment)  # once training is under way
                 part = _run_chunk(chunk, compiled, specs[chunk.group.key], data, timing)
                 if path is not None:
+                    written = time.perf_counter()
                     store.write_chunk(path, *part, chunk_identity(chunk, fingerprint))
+                    timing.write_seconds += time.perf_counter() - written
                 computed.append(part)
                 done += chunk.n_variants
                 show(_saved_variants(out_dir, chunks) if out_dir is not None else done)
         finally:  # also when interrupted: an interpreter must not exit under a thread inside XLA
+            waited = time.perf_counter()
             if theory is not None:
                 theory.join()
-    attrs = run_attributes(experiment, timing, len(specs)) | dataset_attrs
+            timing.measure_seconds += time.perf_counter() - waited
+    measured = time.perf_counter()
     if out_dir is None:
-        return add_predictions(assemble(experiment, computed, attrs))
+        results = add_predictions(
+            assemble(experiment, computed, run_attributes(experiment, timing, len(specs)) | dataset_attrs)
+        )
+        timing.measure_seconds += time.perf_counter() - measured
+        results.attrs["measure_seconds"] = round(timing.measure_seconds, 3)
+        return results
     # the results come from the chunks as read back from disk: only data safely there is in them
     store.flush_chunks(out_dir)
+    timing.write_seconds += time.perf_counter() - measured
+    measured = time.perf_counter()
+    attrs = run_attributes(experiment, timing, len(specs)) | dataset_attrs
     results, missing, damaged = collect(out_dir, experiment, chunks, attrs, "`--resume` recomputes it")
+    timing.measure_seconds += time.perf_counter() - measured
+    results.attrs["measure_seconds"] = round(timing.measure_seconds, 3)
     for line in damaged:
         warn(line)
     if missing and sharded:
@@ -262,7 +290,10 @@ def _train(
     elif missing:
         log(f"{missing} variant(s) missing; rerun with --resume to compute them")
     else:
+        written = time.perf_counter()
         store.write_results(out_dir, results)
+        timing.write_seconds += time.perf_counter() - written  # in the Dataset returned, not in the file
+        results.attrs["write_seconds"] = round(timing.write_seconds, 3)
     return results
 
 
@@ -318,8 +349,11 @@ def run_attributes(experiment: Experiment, timing: Timing, n_groups: int) -> dic
         "devices": f"{jax.local_device_count()} x {device.device_kind}",
         "n_variants": experiment.n_variants,
         "n_groups": n_groups,
+        "data_seconds": round(timing.data_seconds, 3),
         "compile_seconds": round(timing.compile_seconds, 3),
         "run_seconds": round(timing.run_seconds, 3),
+        "measure_seconds": round(timing.measure_seconds, 3),
+        "write_seconds": round(timing.write_seconds, 3),
         "variant_steps_per_second": round(timing.variant_steps_per_second, 1),
     }
 

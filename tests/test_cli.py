@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -57,6 +58,8 @@ def test_end_to_end_run_and_plot(tmp_path, experiment):
     )
     assert done.returncode == 0, done.stderr
     assert "sweep summary" in done.stdout and "device" in done.stderr
+    phases = ("import", "data", "compile", "training", "measurement", "writing", "figures", "other")
+    assert re.search(r"wall time [\d.]+ s = " + r" \+ ".join(rf"{p} [\d.]+" for p in phases), done.stdout)
     with xr.open_dataset(out / "results.nc") as ds:
         assert dict(ds.sizes) == {"depth": 2, "sigma_w2": 2, "step": 3, "layer": 4, "pair": 8}
         assert {
@@ -71,13 +74,18 @@ def test_end_to_end_run_and_plot(tmp_path, experiment):
         } <= set(ds)
         assert ds["grad_norm"].sel(depth=2, layer=4).isnull().all()  # padded: depth 2 has 3 weight matrices
         assert "steps = 8" in ds.attrs["config"] and ds.attrs["variant_steps_per_second"] > 0
+        for phase in ("data", "compile", "run", "measure", "write"):
+            assert ds.attrs[f"{phase}_seconds"] >= 0
     assert (out / "config.toml").read_text().count("sigma_w2 = [") == 1
     for name in ("phase_diagram", "gradient_norms", "training_curves"):
         assert (out / "figures" / f"{name}.png").stat().st_size > 10_000
-        assert (out / "figures" / f"{name}.pdf").exists()
+        assert not (out / "figures" / f"{name}.pdf").exists()  # PDF only when asked: sweep plot --pdf
     (out / "figures" / "phase_diagram.png").unlink()
     assert main(["plot", str(out)]) == 0
     assert (out / "figures" / "phase_diagram.png").exists()
+    assert not (out / "figures" / "phase_diagram.pdf").exists()
+    assert main(["plot", str(out), "--pdf"]) == 0
+    assert (out / "figures" / "phase_diagram.pdf").read_bytes()[:4] == b"%PDF"
 
 
 def test_existing_results_need_force_or_resume(tmp_path, experiment, capsys):
