@@ -23,9 +23,10 @@ test: setup
 test-fast: setup
     {{py}} -m pytest -q -m "not slow"
 
-# benchmarks (not part of the tests); PyTorch comparison needs the bench extra
+# benchmarks (not part of the tests); the PyTorch comparisons need the bench extra
 bench: setup
     {{py}} -m pip install -q -e '.[bench]'
+    {{py}} benchmarks/bench_user_path.py
     {{py}} benchmarks/bench_engine.py
     {{py}} benchmarks/bench_theory.py
     {{py}} benchmarks/bench_spectrum.py

@@ -34,107 +34,22 @@ is sequential, so ``--torch-variants K`` times K variants and extrapolates (star
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import math
 import os
-import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
-MARK = "@@BENCH@@ "  # a worker's result line on stdout
-
-
-@dataclass(frozen=True)
-class Case:
-    width: int
-    depth: int  # hidden layers L: L+1 weight matrices (input, L-1 hidden, readout)
-    batch: int
-    n_sigma: int
-    n_seeds: int
-    steps: int
-    input_dim: int = 40
-    n_classes: int = 10
-    n_train: int = 4096
-    n_test: int = 512
-    n_eval: int = 256
-    learning_rate: float = 0.01
-    sigma_b2: float = 0.05
-    sigma_w2_range: tuple[float, float] = (0.5, 4.0)
-    speedup_target: float = 1.0
-
-    @property
-    def n_variants(self) -> int:
-        return self.n_sigma * self.n_seeds
-
-    def sigma_w2(self) -> list[float]:
-        lo, hi = self.sigma_w2_range
-        return [lo + (hi - lo) * i / (self.n_sigma - 1) for i in range(self.n_sigma)]
-
-    def variants(self) -> list[tuple[float, int]]:
-        """(sigma_w2, seed) in the engine's grid order: sigma_w2 slowest."""
-        return [(s, seed) for s in self.sigma_w2() for seed in range(self.n_seeds)]
-
-    def layer_dims(self) -> list[tuple[int, int]]:
-        dims = [self.input_dim] + [self.width] * self.depth + [self.n_classes]
-        return list(itertools.pairwise(dims))
-
-    def flops_per_variant_step(self) -> int:
-        """Forward + backward matmul FLOPs: 2 (forward) + 4 (two backward products) per multiply-add."""
-        return 6 * self.batch * sum(fan_in * fan_out for fan_in, fan_out in self.layer_dims())
-
-    def total_flops(self) -> int:
-        return self.flops_per_variant_step() * self.n_variants * self.steps
-
-    def experiment(self) -> dict:
-        """The engine's experiment mapping (what ``sweep run`` reads from TOML)."""
-        return {
-            "model": {
-                "activation": "tanh",
-                "width": self.width,
-                "depth": self.depth,
-                "sigma_w2": self.sigma_w2(),
-                "sigma_b2": self.sigma_b2,
-            },
-            "data": {
-                "name": "gaussian_mixture",
-                "n_train": self.n_train,
-                "n_test": self.n_test,
-                "input_dim": self.input_dim,
-                "n_classes": self.n_classes,
-            },
-            "train": {
-                "optimizer": "sgd",
-                "learning_rate": self.learning_rate,
-                "steps": self.steps,
-                "batch_size": self.batch,
-                "seed": list(range(self.n_seeds)),
-            },
-            "measure": {"every": self.steps, "n_eval": self.n_eval},
-        }
-
+from torch_baselines import Case, cores, emit, run_worker, sequential_loop
 
 CASES = {
     "small": Case(width=32, depth=20, batch=32, n_sigma=16, n_seeds=8, steps=300, speedup_target=6.0),
     "medium": Case(width=128, depth=20, batch=128, n_sigma=8, n_seeds=4, steps=200, speedup_target=1.5),
 }
 ROOFLINE_TARGET = 0.6
-
-
-def cores() -> int:
-    """Cores this process may run on (sweep.devices.cpu_cores, without importing JAX into the timed
-    PyTorch worker)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
-def emit(result: dict) -> None:
-    print(MARK + json.dumps(result), flush=True)
 
 
 # ------------------------------------------------------------------------------------- workers
@@ -161,90 +76,11 @@ def engine_worker(case: Case) -> None:
     )
 
 
-def gaussian_mixture(case: Case):
-    """The engine's ``gaussian_mixture`` data (same generator, seed and standardisation) in plain NumPy."""
-    import numpy as np
-
-    n = case.n_train + case.n_test
-    rng = np.random.default_rng(20170101)
-    means = rng.normal(0.0, np.sqrt(0.5), size=(case.n_classes, case.input_dim))
-    y = rng.integers(0, case.n_classes, size=n)
-    x = (means[y] + rng.normal(size=(n, case.input_dim))).astype(np.float32)
-    train = x[: case.n_train].astype(np.float64)
-    mean, std = train.mean(), train.std()
-    x = ((x - np.float32(mean)) * np.float32(1.0 / std)).astype(np.float32)
-    y = y.astype(np.int64)
-    return x[: case.n_train], y[: case.n_train], x[case.n_train :], y[case.n_train :]
-
-
 def torch_worker(case: Case, threads: int, n_variants: int, steps: int | None = None) -> None:
-    """The sequential PyTorch script: one network after another."""
-    start = time.perf_counter()
-    import torch
-    from torch import nn
-    from torch.nn import functional as F
-
-    torch.set_num_threads(threads)
-    x_train, y_train, x_test, y_test = (torch.from_numpy(a) for a in gaussian_mixture(case))
-    x_eval, y_eval = x_train[: case.n_eval], y_train[: case.n_eval]
-
-    def network(sigma_w2: float) -> nn.Sequential:
-        layers: list[nn.Module] = []
-        for i, (fan_in, fan_out) in enumerate(case.layer_dims()):
-            linear = nn.Linear(fan_in, fan_out)
-            with torch.no_grad():
-                linear.weight.normal_(0.0, math.sqrt(sigma_w2 / fan_in))
-                linear.bias.normal_(0.0, math.sqrt(case.sigma_b2))
-            layers.append(linear)
-            if i < case.depth:
-                layers.append(nn.Tanh())
-        return nn.Sequential(*layers)
-
-    def measure(model: nn.Sequential) -> float:
-        """Loss and accuracy on the measurement subset, per-layer gradient norms, test accuracy."""
-        model.zero_grad(set_to_none=True)
-        logits = model(x_eval)
-        loss = F.cross_entropy(logits, y_eval)
-        loss.backward()
-        _ = [m.weight.grad.norm().item() for m in model if isinstance(m, nn.Linear)]
-        _ = (logits.argmax(-1) == y_eval).float().mean().item()
-        with torch.no_grad():
-            _ = (model(x_test).argmax(-1) == y_test).float().mean().item()
-        model.zero_grad(set_to_none=True)
-        return loss.item()
-
-    setup = time.perf_counter()
-    final_losses, diverged, variant_seconds = [], 0, []
-    for sigma_w2, seed in case.variants()[:n_variants]:
-        began = time.perf_counter()
-        torch.manual_seed(seed)
-        model = network(sigma_w2)
-        optimizer = torch.optim.SGD(model.parameters(), lr=case.learning_rate)
-        batches = torch.Generator().manual_seed(seed)
-        measure(model)
-        for _ in range(steps or case.steps):
-            rows = torch.randint(0, case.n_train, (case.batch,), generator=batches)
-            loss = F.cross_entropy(model(x_train[rows]), y_train[rows])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        final = measure(model)
-        diverged += not math.isfinite(final)
-        final_losses.append(final)
-        variant_seconds.append(time.perf_counter() - began)
-    done = time.perf_counter()
-    emit(
-        {
-            "setup_seconds": setup - start,
-            "loop_seconds": done - setup,
-            "variants_timed": n_variants,
-            "steps": steps or case.steps,
-            "variant_seconds": variant_seconds,
-            "final_train_loss": final_losses,
-            "diverged": diverged,
-            "threads": threads,
-        }
-    )
+    """The sequential PyTorch script (``torch_baselines.sequential_loop``): one network after another."""
+    result = sequential_loop(case, threads, n_variants, steps)
+    keys = ("setup_seconds", "loop_seconds", "variants_timed", "steps", "variant_seconds")
+    emit({k: result[k] for k in (*keys, "final_train_loss", "diverged", "threads")})
 
 
 def best_rate(fn, flops: float, seconds: float = 0.25, blocks: int = 7) -> float:
@@ -336,13 +172,7 @@ def spawn(
     env = dict(os.environ) | {"SWEEP_CACHE_DIR": cache_dir or "off"}
     if xla_flags is not None:
         env["XLA_FLAGS"] = xla_flags
-    start = time.perf_counter()
-    proc = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
-    wall = time.perf_counter() - start
-    lines = [line for line in proc.stdout.splitlines() if line.startswith(MARK)]
-    if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"{kind} worker failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return json.loads(lines[-1][len(MARK) :]) | {"process_seconds": wall}
+    return run_worker(command, env, f"{kind} worker")
 
 
 def has_torch() -> bool:
