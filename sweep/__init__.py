@@ -3,7 +3,7 @@
 Public names: ``run`` (experiment -> results Dataset), ``load`` (a run directory -> Dataset),
 ``load_experiment``, and the errors they raise: ``ConfigError`` (bad input), ``DamagedFile`` and
 ``DamagedRun`` (a run directory's files fail their checks) and ``WriteFailed`` (a file could not be
-written; what was saved is said).
+written; what was saved is said); ``register_architecture`` (your own network, docs/custom_architectures.md).
 
 The names are imported on first use (a module-level ``__getattr__``), so ``import sweep`` and the
 command line start without JAX and the training path; ``from sweep import run`` works as usual.
@@ -22,6 +22,7 @@ _PUBLIC = {
     "DamagedRun": "sweep.integrity",
     "WriteFailed": "sweep.integrity",
     "load": "sweep.rundir",
+    "register_architecture": "sweep.nets.contract",
 }
 
 __all__ = sorted(_PUBLIC)

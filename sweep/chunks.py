@@ -38,10 +38,14 @@ class Chunk:
 
 
 def variant_cost(group: Group) -> float:
-    """Multiply-adds of training and measuring one variant of ``group`` (an MLP's products)."""
+    """Multiply-adds of training and measuring one variant of ``group``: 3 per weight-matrix entry
+    (``sweep.nets.forward.sizes``: forward, backward to the state, to the weights) per example."""
+    from sweep.nets.contract import spec_from_config
+    from sweep.nets.forward import sizes
+
     c = group.static
-    m, t = c.model, c.train
-    per_example = m.width * (c.data.input_dim + m.depth * m.width + c.data.n_classes)
+    t = c.train
+    per_example = sizes(spec_from_config(c.model, c.data.input_dim, c.data.n_classes)).weights
     records = t.steps // c.measure.every + 2
     return float(3 * per_example * (t.batch_size * t.steps + records * (c.measure.n_eval + c.data.n_test)))
 

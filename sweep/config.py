@@ -25,6 +25,10 @@ draw``, so an entry at scale s has variance ``sigma_w2 s^2 / fan_in``; biases ar
     layer_scales = "0.5 1.5"   # a pattern of per-layer scales repeated over layers 1..L (static);
                                # default "1". Sweep patterns as a list of strings: ["1", "0.5 1.5"]
 
+The architecture (``[model] arch``) is ``"mlp"``, another registered name (``sweep.register_architecture``)
+or your own as ``"package.module:attribute"``, imported (from the installed packages or the current
+directory) when the file is validated; see docs/custom_architectures.md.
+
 Both apply to layers 1..L (every layer whose outputs are hidden units, the input layer included), never
 to the readout L+1; they combine (``s = layer scale * mix scale``). ``mix_scale_a/b`` and
 ``mix_fraction`` need ``mix = "units"`` or ``"entries"``. Defaults give the unmixed network exactly.
@@ -45,11 +49,10 @@ from typing import Any
 import numpy as np
 
 from sweep.activations import ACTIVATIONS
+from sweep.nets.initialisers import INITIALISERS
 
 OPTIMIZERS = ("sgd", "momentum", "adam", "rmsprop")
 DATASETS = ("mnist1d", "gaussian_mixture", "mnist", "fashion_mnist", "cifar10")
-INITS = ("gaussian", "orthogonal")
-ARCHS = ("mlp",)  # kept in sync with sweep.models.ARCHITECTURES (tested)
 
 
 class ConfigError(ValueError):
@@ -192,12 +195,19 @@ def _choice(choices: Iterable[str]) -> Callable[[str], str | None]:
     return lambda value: None if value in options else f"unknown value {value!r}; choose from {list(options)}"
 
 
+def _architecture(value: str) -> str | None:
+    """A registered architecture or ``"package.module:attribute"`` (imported now: sweep.nets.contract)."""
+    from sweep.nets.contract import check_arch
+
+    return check_arch(value)
+
+
 FIELDS: dict[str, Field] = {
-    "model.arch": Field(str, True, _choice(ARCHS)),
+    "model.arch": Field(str, True, _architecture),
     "model.activation": Field(str, True, _choice(ACTIVATIONS)),
     "model.width": Field(int, True, _positive),
     "model.depth": Field(int, True, _positive),
-    "model.init": Field(str, True, _choice(INITS)),
+    "model.init": Field(str, True, _choice(INITIALISERS)),
     "model.sigma_w2": Field(float, False, _non_negative),
     "model.sigma_b2": Field(float, False, _non_negative),
     "model.mix": Field(str, True, _choice(MIXES)),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,8 +54,9 @@ def variants(experiment: Experiment) -> list[Variant]:
 def group_key(config: Config) -> str:
     """A readable, unique name of a group's static fields (a short hash covers the rest)."""
     m, t = config.model, config.train
+    arch = re.sub(r"[^A-Za-z0-9_]+", "_", m.arch)  # "package.module:attribute" -> a file-name word
     digest = hashlib.sha256(repr([config.get(f) for f in STATIC_FIELDS]).encode()).hexdigest()[:8]
-    return f"{m.arch}-{m.activation}-w{m.width}-d{m.depth}-{m.init}-{t.optimizer}-b{t.batch_size}-{digest}"
+    return f"{arch}-{m.activation}-w{m.width}-d{m.depth}-{m.init}-{t.optimizer}-b{t.batch_size}-{digest}"
 
 
 def static_part(config: Config) -> Config:

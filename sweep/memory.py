@@ -1,38 +1,42 @@
 """How many variants fit in memory at once: a footprint estimate per variant and a budget per device.
 
-The estimate counts the float32 values one variant's share of the compiled program holds at its peak
-(``P`` = parameters, weights and biases; ``N`` = width; ``L`` = depth; ``R`` records):
+The estimate counts the float32 values one variant's share of the compiled program holds at its peak.
+Every size comes from the architecture's shapes (``sweep.nets.forward.sizes``, by ``jax.eval_shape``):
+``P`` = parameters (and state values), ``N`` = the block state's values per input row (an MLP's width),
+``n_layers`` = 1 + blocks + 1 (an MLP's L + 1), ``R`` records; the coefficients below were fitted on
+MLPs, whose shapes give the numbers quoted:
 
 - parameters: ``(9 + 1.5 k) P``, ``k`` optimizer slots (0 sgd, 1 momentum/rmsprop, 2 adam). Not just
   parameters, gradients, updates and the new parameters: XLA also keeps the initial draws, the copies of
   the training state carried by the record scan and the step loop, the accept/diverged select, and the
   measurement's gradients. Measured: 8.8-9.1 P for sgd, +1.0 P for momentum, +3.0 P for adam;
-- activations: 2 values per unit per row for the ``batch_size`` training rows and the ``n_eval``
-  measurement rows (kept for the backward pass; measured 1.7-1.8), 1.25 where the activation's
-  derivative comes from its output (tanh, sigmoid, relu, linear: ``sweep.layers`` keeps one buffer
-  per layer, not two), and ``2 N`` per test row (forward only, one layer at a time; measured 1.8);
+- activations: 2 values per unit (``N n_layers`` units) per row for the ``batch_size`` training rows and
+  the ``n_eval`` measurement rows (kept for the backward pass; measured 1.7-1.8), or the architecture's
+  ``kept_per_unit`` (the MLP: 1.25 where the activation's derivative comes from its output, tanh,
+  sigmoid, relu, linear: ``sweep.nets.mlp_layer`` keeps one buffer per layer, not two), and ``2 N`` per
+  test row (forward only, one layer at a time; measured 1.8);
 - the recorded metrics: ``R (3 + n_layers)`` plus ``q_layer``/``c_layer`` (``n_layers (1 + N_PAIRS)``);
 - the Jacobian spectrum (``[measure] jacobian``, ``sweep.spectrum``), measured at ``inputs`` inputs at
-  once: a copy of the hidden weights, ``(L-1) N^2``, in both modes; exact mode holds per input the
-  running product ``J^T``, the scaled factor ``W_l D_l`` and their product, and the SVD's copy of the
-  matrix (LAPACK's singular-values-only workspace is O(N)): ``4 N^2`` (measured 3); matrix-free mode holds
-  per input the two Lanczos bases ``[n_iter, N]`` and the loop's copies of them (``4 n_iter N``), the
-  bidiagonal matrix and its SVD (``2 n_iter^2``), ``phi'`` per layer (``(L-1) N``) and the probe blocks
-  (``3 (n_probes + 1) N``) (measured about half of that). Recorded: ``R inputs n_sv`` log10 singular
-  values and 5 summaries per record. The spectrum is measured after the training steps, so the real
-  peak is the larger of the two phases; the sum is an upper bound.
+  once: a copy of the blocks' weight matrices (an MLP's ``(L-1) N^2``), in both modes; exact mode holds
+  per input the running product ``J^T``, the scaled factor ``W_l D_l`` and their product, and the SVD's
+  copy of the matrix (LAPACK's singular-values-only workspace is O(N)): ``4 N^2`` (measured 3);
+  matrix-free mode holds per input the two Lanczos bases ``[n_iter, N]`` and the loop's copies of them
+  (``4 n_iter N``), the bidiagonal matrix and its SVD (``2 n_iter^2``), ``phi'`` per layer (``(L-1) N``)
+  and the probe blocks (``3 (n_probes + 1) N``) (measured about half of that). Recorded: ``R inputs
+  n_sv`` log10 singular values and 5 summaries per record. The spectrum is measured after the training
+  steps, so the real peak is the larger of the two phases; the sum is an upper bound.
 
 These coefficients come from XLA's buffer assignment of the compiled program (``memory_analysis()`` of
 ``sweep.train.compile_group``'s program: temporaries and outputs per variant, at widths 64-256, depths
 2-16, batch 8-128, n_eval 32-512, n_test 32-1000: those buffers are 0.93-1.01 of the estimate without
-its safety factor, less at depth 2; re-measured with ``sweep.layers`` at 11 of those shapes: 0.85-0.98,
-0.90 for gelu and erf, 0.70 at depth 2) and of ``jacobian_record`` alone. The safety factor 1.25
+its safety factor, less at depth 2; re-measured with ``sweep.nets.mlp_layer`` at 11 of those shapes:
+0.85-0.98, 0.90 for gelu and erf, 0.70 at depth 2) and of ``jacobian_record`` alone. The safety factor 1.25
 covers what a chunk costs the process beyond those buffers (allocator slack, the outputs copied to the
 host): in ``benchmarks/bench_memory.py`` (10,000 width-256 MLPs, 131 GB by this estimate, on a 2-core
 24 GB CPU, default budget 12.2 GB, 13 chunks) every chunk of depth 4-8 raised the RSS by 0.81-0.84 of
 its estimate (0.62 at depth 2; 0.73-0.76 with the Jacobian, at 512 variants) and the peak RSS was
-10.8 GB, 0.43 of the machine's memory (re-run with ``sweep.layers``: 129 GB, 12 chunks, worst chunk
-0.82, peak 10.7 GB). The earlier estimate (5 P and 3 values per unit per row, times 2) was too small for
+10.8 GB, 0.43 of the machine's memory (re-run with ``sweep.nets.mlp_layer``: 129 GB, 12 chunks, worst chunk
+0.82, peak 10.7 GB). An earlier estimate (5 P and 3 values per unit per row, times 2) was too small for
 such nets (a chunk raised the RSS by 1.19x its estimate), twice too large when the measurement rows
 dominate, and blind to the Jacobian.
 
@@ -58,9 +62,9 @@ import os
 
 import jax
 
-from sweep.activations import OUTPUT_DERIVATIVES, get_activation
-from sweep.models import N_PAIRS
-from sweep.passes import variants_per_pass
+from sweep.nets.contract import resolve
+from sweep.nets.forward import N_PAIRS, sizes
+from sweep.passes import one_layer_bytes, variants_per_pass
 from sweep.spectrum import N_PROBES
 from sweep.train import GroupSpec, JacobianSpec
 
@@ -69,16 +73,14 @@ PARAMETER_COPIES = 9.0  # values per parameter held by the program (sgd), measur
 SLOT_COPIES = 1.5  # values per parameter per optimizer slot, measured
 PASS_PARAMETER_COPIES = 1.5  # values per parameter of one network, held by a scan over passes, measured
 ACTIVATION_VALUES = 2  # per unit per training or measurement row, and per width per test row
-KEPT_FROM_OUTPUT = 1.25  # per unit per training or measurement row where phi' comes from phi (sweep.layers)
 SAFETY = 1.25
 BYTES = 4
 
 
 def parameter_count(spec: GroupSpec) -> int:
-    """Weights and biases of one network (an MLP: input, ``depth - 1`` hidden and readout layers)."""
-    m = spec.model
-    weights = m.input_dim * m.width + (m.depth - 1) * m.width**2 + m.width * m.n_classes
-    return weights + m.depth * m.width + m.n_classes
+    """Parameters and state values of one network, from its shapes (``jax.eval_shape`` of ``init``)."""
+    size = sizes(spec.model)
+    return size.params + size.state
 
 
 def jacobian_values(spec: GroupSpec) -> int:
@@ -92,13 +94,14 @@ def jacobian_workspace(spec: GroupSpec) -> int:
     jac: JacobianSpec | None = spec.jacobian
     if jac is None:
         return 0
-    n, factors = spec.model.width, spec.model.depth - 1
+    size = sizes(spec.model)
+    n, factors = size.row_state, size.n_blocks
     if jac.matrix_free:
         n_iter = jac.n_iter(n)
         per_input = 4 * n_iter * n + 2 * n_iter**2 + factors * n + 3 * (N_PROBES + 1) * n
     else:
         per_input = 4 * n**2
-    return factors * n**2 + jac.inputs * per_input
+    return factors * size.block_weights + jac.inputs * per_input
 
 
 def jacobian_records(spec: GroupSpec) -> int:
@@ -106,17 +109,18 @@ def jacobian_records(spec: GroupSpec) -> int:
     jac: JacobianSpec | None = spec.jacobian
     if jac is None:
         return 0
-    return len(spec.record_steps) * (jac.inputs * jac.n_sv(spec.model.width) + 5)
+    return len(spec.record_steps) * (jac.inputs * jac.n_sv(spec.jacobian_size) + 5)
 
 
 def training_values(spec: GroupSpec, n_eval: int, n_test: int) -> float:
     """float32 values one variant holds while it trains and is measured: parameters and their copies,
     activations, the Jacobian workspace (see the module docstring). Freed when its pass ends."""
-    m = spec.model
+    row = sizes(spec.model).row_state
     params = (PARAMETER_COPIES + SLOT_COPIES * OPTIMIZER_SLOTS[spec.optimizer]) * parameter_count(spec)
-    units = m.width * spec.n_layers
-    kept = KEPT_FROM_OUTPUT if get_activation(spec.activation) in OUTPUT_DERIVATIVES else ACTIVATION_VALUES
-    activations = kept * units * (spec.batch_size + n_eval) + ACTIVATION_VALUES * m.width * n_test
+    units = row * spec.n_layers
+    kept_per_unit = resolve(spec.arch).kept_per_unit
+    kept = kept_per_unit(spec.model) if kept_per_unit else ACTIVATION_VALUES
+    activations = kept * units * (spec.batch_size + n_eval) + ACTIVATION_VALUES * row * n_test
     return params + activations + jacobian_workspace(spec)
 
 
@@ -136,7 +140,7 @@ def share_bytes(spec: GroupSpec, n_variants: int, n_eval: int, n_test: int, plat
     """Estimated peak bytes of one device training ``n_variants`` of ``spec``: one pass's training
     (``sweep.passes``; at most ``largest_pass`` variants, all of them on accelerators) and every
     variant's results."""
-    at_once = variants_per_pass(spec.model.width, spec.batch_size, n_variants, platform)
+    at_once = variants_per_pass(one_layer_bytes(spec.model, spec.batch_size), n_variants, platform)
     values = at_once * training_values(spec, n_eval, n_test) + n_variants * recorded_values(spec)
     if at_once < n_variants:  # the scan over passes
         values += PASS_PARAMETER_COPIES * parameter_count(spec)

@@ -29,22 +29,32 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from sweep.nets.contract import Spec
+
 CPU_PASS_BYTES = 160 * 2**10  # one layer's weights and activations of one pass, on a CPU
 
 
-def largest_pass(width: int, batch_size: int, platform: str) -> int | None:
-    """The most variants one pass may hold, for nets of ``width`` units trained on minibatches of
-    ``batch_size`` rows, on a device of ``platform`` ("cpu", "gpu", "tpu"); None: no limit."""
+def one_layer_bytes(model: Spec, batch_size: int) -> int:
+    """Bytes of one block's weight matrices and one minibatch of its state (float32), from the shapes
+    (``sweep.nets.forward.sizes``): an MLP's ``4 (B N + N^2)``."""
+    from sweep.nets.forward import sizes
+
+    size = sizes(model)
+    return 4 * (batch_size * size.row_state + size.block_weights)
+
+
+def largest_pass(layer_bytes: int, platform: str) -> int | None:
+    """The most variants one pass may hold, for nets whose one layer (``one_layer_bytes``) takes
+    ``layer_bytes``, on a device of ``platform`` ("cpu", "gpu", "tpu"); None: no limit."""
     if platform != "cpu":
         return None
-    layer_bytes = 4 * (batch_size * width + width * width)  # float32 activations [B, N] and weights [N, N]
     return max(1, CPU_PASS_BYTES // layer_bytes)
 
 
-def variants_per_pass(width: int, batch_size: int, n_variants: int, platform: str) -> int:
+def variants_per_pass(layer_bytes: int, n_variants: int, platform: str) -> int:
     """``k``: variants trained at once out of a device's ``n_variants`` (see ``largest_pass``), the
     passes balanced: the last one is at most ``passes - 1`` variants short."""
-    largest = largest_pass(width, batch_size, platform)
+    largest = largest_pass(layer_bytes, platform)
     if largest is None or largest >= n_variants:
         return n_variants
     passes = -(-n_variants // largest)

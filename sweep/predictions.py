@@ -55,9 +55,34 @@ def final_accuracy(ds: xr.Dataset, variable: str = "train_accuracy") -> xr.DataA
     return final_value(ds[variable]).where(~failed, chance)
 
 
+def theory_of(arch: str) -> str | None:
+    """The mean-field family architecture ``arch`` follows (``Architecture.theory``); None for none, or
+    for an architecture that cannot be imported here (its results carry no predictions)."""
+    from sweep.nets.contract import ArchitectureError, resolve
+
+    try:
+        return resolve(arch).theory
+    except ArchitectureError:
+        return None
+
+
 def add_predictions(ds: xr.Dataset) -> xr.Dataset:
     """Add ``q_star``, ``c_star``, ``chi_1``, ``xi_c`` (grid dims they vary along) and, when the grid has
-    sigma_w2 and depth, the attribute ``trainability_agreement``."""
+    sigma_w2 and depth, the attribute ``trainability_agreement``. Only variants whose architecture
+    follows the MLP's mean field (``theory == "mlp"``) get them; a run of architectures without a
+    theory gets none."""
+    arch = _field(ds, "model", "arch")
+    follows = xr.apply_ufunc(np.vectorize(lambda name: theory_of(str(name)) == "mlp", otypes=[bool]), arch)
+    if not bool(follows.any()):
+        return ds
+    ds = _add_mlp_predictions(ds)
+    if not bool(follows.all()):  # model.arch swept over architectures with and without the theory
+        for key in PREDICTED:
+            ds[key] = ds[key].where(follows)
+    return ds
+
+
+def _add_mlp_predictions(ds: xr.Dataset) -> xr.Dataset:
     activation = _field(ds, "model", "activation")
     sigma_w2, sigma_b2 = _field(ds, "model", "sigma_w2"), _field(ds, "model", "sigma_b2")
     if activation.ndim == 0 and sigma_b2.ndim == 0:
@@ -175,8 +200,12 @@ def compile_in_background(experiment: Experiment) -> threading.Thread:
     grid = np.meshgrid(*values, indexing="ij")
     swept = {axis.field for axis in experiment.axes}
     critical = not {"model.activation", "model.sigma_b2"} & swept  # as in add_predictions
+    # no variant follows the MLP's mean field: add_predictions computes nothing, so nothing to compile
+    wanted = any(theory_of(str(arch)) == "mlp" for arch in np.atleast_1d(fields["arch"]))
 
     def run() -> None:
+        if not wanted:
+            return
         try:
             _theory_on_grid(*grid)
             if critical:

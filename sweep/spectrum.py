@@ -279,20 +279,50 @@ def matrix_free_log10_singular_values(
     probes = jnp.where(z[:n_probes] >= 0, 1.0, -1.0).astype(dtype) / jnp.sqrt(jnp.asarray(n, dtype))
     d, exponents, pushed = _forward_pass(hidden_w, hidden_b, h1, phi, probes)
     log10_c = jnp.sum(exponents).astype(dtype) * jnp.asarray(_LOG10_2, dtype)  # J = 10^log10_c J̃
+    return lanczos_log10_singular_values(
+        lambda v: _forward(hidden_w, d, exponents, v),
+        lambda u: _backward(hidden_w, d, exponents, u),
+        probes,
+        pushed,
+        log10_c,
+        z[n_probes],
+        k,
+        n_iter,
+    )
+
+
+def lanczos_log10_singular_values(
+    apply_j: Callable[[jax.Array], jax.Array],
+    apply_jt: Callable[[jax.Array], jax.Array],
+    probes: jax.Array,
+    pushed: jax.Array,
+    log10_c: jax.Array,
+    start: jax.Array,
+    k: int,
+    n_iter: int,
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Golub–Kahan–Lanczos on a rescaled operator ``J̃ = J / 10^log10_c`` given as ``apply_j(v) = J̃ v``
+    and ``apply_jt(u) = J̃ᵀ u`` (vectors [n]): ``(top [k], bottom [k], log10 mean σ²)`` of ``J``.
+
+    ``probes`` [p, n] are the Hutchinson probes and ``pushed = J̃ probes`` (rows) [p, n]; ``start`` [n]
+    the (unnormalised) Lanczos start. See ``matrix_free_log10_singular_values``.
+    """
+    n_probes, n = probes.shape
+    dtype = probes.dtype
 
     def step(
         j: jax.Array, state: tuple[jax.Array, jax.Array, jax.Array, jax.Array, jax.Array]
     ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array, jax.Array]:
         u_basis, v_basis, v, alpha, beta = state
         beta_prev = jnp.where(j > 0, beta[j - 1], jnp.zeros((), dtype))
-        u, a = _next_basis_vector(_forward(hidden_w, d, exponents, v) - beta_prev * u_basis[j - 1], u_basis)
+        u, a = _next_basis_vector(apply_j(v) - beta_prev * u_basis[j - 1], u_basis)
         u_basis, v_basis = u_basis.at[j].set(u), v_basis.at[j].set(v)
-        v, b = _next_basis_vector(_backward(hidden_w, d, exponents, u) - a * v, v_basis)
+        v, b = _next_basis_vector(apply_jt(u) - a * v, v_basis)
         return u_basis, v_basis, v, alpha.at[j].set(a), beta.at[j].set(b)
 
     basis = jnp.zeros((n_iter, n), dtype)
     coef = jnp.zeros((n_iter,), dtype)
-    init = (basis, basis, z[n_probes] / jnp.linalg.norm(z[n_probes]), coef, coef)
+    init = (basis, basis, start / jnp.linalg.norm(start), coef, coef)
     u_basis, v_basis, _, alpha, beta = jax.lax.fori_loop(0, n_iter, step, init)
     # J̃ V = U B with B upper bidiagonal (the last β couples to v_{n_iter}, outside the subspace)
     bidiagonal = jnp.diag(alpha) + jnp.diag(beta[:-1], 1)

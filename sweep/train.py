@@ -30,20 +30,16 @@ import optax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from sweep.activations import get_activation
-from sweep.config import Config, parse_layer_scales
+from sweep.config import Config
 from sweep.data import Dataset
 from sweep.devices import variant_mesh
 from sweep.grid import record_steps
 from sweep.metrics import EvalData, forward_signal, loss_fn, measure
-from sweep.models import ARCHITECTURES, Mix, ModelSpec, Params
-from sweep.passes import in_passes, variants_per_pass
-from sweep.spectrum import (
-    exact_log10_singular_values,
-    matrix_free_log10_singular_values,
-    spectrum_summary,
-    use_matrix_free,
-)
+from sweep.nets.block_jacobian import exact_log10_sv, matrix_free_log10_sv
+from sweep.nets.contract import SHARED_DYNAMIC, Architecture, Spec, resolve, spec_from_config
+from sweep.nets.forward import n_layers, sizes
+from sweep.passes import in_passes, one_layer_bytes, variants_per_pass
+from sweep.spectrum import spectrum_summary, use_matrix_free
 
 TRACE_COUNT: Counter[GroupSpec] = Counter()  # how often each program was traced (tests read it)
 
@@ -57,20 +53,19 @@ class JacobianSpec:
     matrix_free: bool  # Lanczos top/bottom-k instead of the full spectrum
     k: int
 
-    def n_sv(self, width: int) -> int:
-        return 2 * self.k if self.matrix_free else width
+    def n_sv(self, n: int) -> int:
+        """Singular values recorded per input, of a Jacobian of size n (the block state's)."""
+        return 2 * self.k if self.matrix_free else n
 
-    def n_iter(self, width: int) -> int:
-        return min(width, 3 * self.k + 16)
+    def n_iter(self, n: int) -> int:
+        return min(n, 3 * self.k + 16)
 
 
 @dataclass(frozen=True)
 class GroupSpec:
     """Everything static about a group: one compiled program per distinct spec."""
 
-    arch: str
-    activation: str
-    model: ModelSpec
+    model: Spec
     optimizer: str
     batch_size: int
     steps: int
@@ -79,21 +74,34 @@ class GroupSpec:
 
     @classmethod
     def from_config(cls, config: Config, dataset: Dataset) -> GroupSpec:
-        m, t, s = config.model, config.train, config.measure
-        layer_scales = parse_layer_scales(m.layer_scales)
-        model = ModelSpec(dataset.input_dim, m.width, m.depth, dataset.n_classes, m.init, m.mix, layer_scales)
+        t, s = config.train, config.measure
+        model = spec_from_config(config.model, dataset.input_dim, dataset.n_classes)
         jacobian = None
         if s.jacobian:
+            n = sizes(model).row_state
             matrix_free = s.jacobian_mode == "matrix_free" or (
-                s.jacobian_mode == "auto" and use_matrix_free(m.width)
+                s.jacobian_mode == "auto" and use_matrix_free(n)
             )
             inputs = min(s.jacobian_inputs, s.n_eval, config.data.n_train)
-            jacobian = JacobianSpec(inputs, s.jacobian_every, matrix_free, min(s.jacobian_k, m.width))
-        return cls(m.arch, m.activation, model, t.optimizer, t.batch_size, t.steps, s.every, jacobian)
+            jacobian = JacobianSpec(inputs, s.jacobian_every, matrix_free, min(s.jacobian_k, n))
+        return cls(model, t.optimizer, t.batch_size, t.steps, s.every, jacobian)
+
+    @property
+    def arch(self) -> str:
+        return self.model.arch
+
+    @property
+    def activation(self) -> str:
+        return self.model.activation
 
     @property
     def n_layers(self) -> int:
-        return ARCHITECTURES[self.arch].n_layers(self.model)
+        return n_layers(self.model)
+
+    @property
+    def jacobian_size(self) -> int:
+        """n: the size of the measured Jacobian (n x n), the block state of one input."""
+        return sizes(self.model).row_state
 
     @property
     def record_steps(self) -> np.ndarray:
@@ -120,7 +128,8 @@ class TrainData(NamedTuple):
 
 
 class TrainState(NamedTuple):
-    params: Params
+    params: dict
+    net_state: dict  # the architecture's non-trained state (sweep.nets.contract), per variant
     opt_state: Any
     diverged: jax.Array  # bool scalar
     diverged_step: jax.Array  # int32 scalar: the step whose update went non-finite, -1 if none
@@ -157,27 +166,35 @@ JACOBIAN_SUMMARIES = ("mean_sq_sv", "max_sv", "min_sv", "log10_condition", "eig_
 
 
 def jacobian_record(
-    spec: GroupSpec, arch, phi, params: Params, x_eval: jax.Array, seed: jax.Array, step: jax.Array
+    spec: GroupSpec,
+    arch: Architecture,
+    params: dict,
+    net_state: dict,
+    x_eval: jax.Array,
+    seed: jax.Array,
+    step: jax.Array,
 ) -> dict[str, jax.Array]:
-    """Singular values of J = dx^L/dx^1 at the first ``spec.jacobian.inputs`` inputs, when ``step`` is a
-    Jacobian step (else NaN; ``lax.cond`` skips the work): ``jacobian_log10_sv`` [inputs, n_sv] and
-    summaries averaged over inputs (``jacobian_mean_sq_sv`` etc., log10 where named so)."""
-    jac, width = spec.jacobian, spec.model.width
+    """Singular values of the block stack's Jacobian (``sweep.nets.block_jacobian``, or the entry's own
+    route) at the first ``spec.jacobian.inputs`` inputs, when ``step`` is a Jacobian step (else NaN;
+    ``lax.cond`` skips the work): ``jacobian_log10_sv`` [inputs, n_sv] and summaries averaged over
+    inputs (``jacobian_mean_sq_sv`` etc., log10 where named so)."""
+    jac, model = spec.jacobian, spec.model
     due = (step == 0) | (step == spec.steps)
     if jac.every:
         due = due | (step % jac.every == 0)
+    exact = arch.exact_jacobian or (lambda *args: exact_log10_sv(arch, *args))
+    matrix_free = arch.matrix_free_jacobian or (lambda *args: matrix_free_log10_sv(arch, *args))
 
-    def measure_spectrum(params: Params) -> dict[str, jax.Array]:
-        hidden_w, hidden_b, h1 = arch.jacobian_factors(params, x_eval[: jac.inputs])
+    def measure_spectrum(params: dict) -> dict[str, jax.Array]:
+        x = x_eval[: jac.inputs]
         if jac.matrix_free:
             keys = jax.vmap(
                 lambda i: variant_key(seed, jnp.uint32(2**31) + step.astype(jnp.uint32) * 64 + i)
             )(jnp.arange(jac.inputs, dtype=jnp.uint32))
+            n_iter = jac.n_iter(spec.jacobian_size)
             top, bottom, mean_sq = jax.vmap(
-                lambda h, key: matrix_free_log10_singular_values(
-                    hidden_w, hidden_b, h, phi, jac.k, jac.n_iter(width), key
-                )
-            )(h1, keys)
+                lambda row, key: matrix_free(params, net_state, row, model, jac.k, n_iter, key)
+            )(x, keys)
             log10_sv = jnp.concatenate([top, bottom], axis=-1)
             summary = {
                 "mean_sq_sv": mean_sq,
@@ -187,12 +204,12 @@ def jacobian_record(
                 "eig_variance_rel": jnp.full_like(mean_sq, jnp.nan),  # needs the whole spectrum
             }
         else:
-            log10_sv = jax.vmap(lambda h: exact_log10_singular_values(hidden_w, hidden_b, h, phi))(h1)
+            log10_sv = jax.vmap(lambda row: exact(params, net_state, row, model))(x)
             summary = spectrum_summary(log10_sv)
         out = {f"jacobian_{name}": jnp.mean(summary[name], axis=0) for name in JACOBIAN_SUMMARIES}
         return out | {"jacobian_log10_sv": log10_sv}
 
-    def skip(params: Params) -> dict[str, jax.Array]:
+    def skip(params: dict) -> dict[str, jax.Array]:
         shapes = jax.eval_shape(measure_spectrum, params)
         return jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), shapes)
 
@@ -203,32 +220,36 @@ def train_variant(spec: GroupSpec, hyper: Hyper, data: TrainData) -> dict[str, j
     """Train and measure one network. Returns per-record arrays ``[R]`` / ``[R, n_layers]``, ``q_layer``
     ``[n_layers]`` at initialisation, ``diverged`` and ``diverged_step`` scalars (R = len(record_steps))."""
     TRACE_COUNT[spec] += 1
-    arch, phi = ARCHITECTURES[spec.arch], get_activation(spec.activation)
-    mix = Mix(hyper.mix_scale_a, hyper.mix_scale_b, hyper.mix_fraction)
-    params = arch.init(variant_key(hyper.seed, 0), hyper.sigma_w2, hyper.sigma_b2, spec.model, mix=mix)
+    arch, model = resolve(spec.model.arch), spec.model
+    dynamic = {name: getattr(hyper, name) for name in (*SHARED_DYNAMIC, *arch.dynamic_fields)}
+    params, net_state = arch.init(variant_key(hyper.seed, 0), dynamic, model)
     optimizer = make_optimizer(spec.optimizer, hyper.learning_rate, hyper.momentum)
-    state = TrainState(params, optimizer.init(params), jnp.array(False), jnp.array(-1, jnp.int32))
+    state = TrainState(params, net_state, optimizer.init(params), jnp.array(False), jnp.array(-1, jnp.int32))
     n_train = data.x_train.shape[0]
 
     def train_step(state: TrainState, step: jax.Array) -> tuple[TrainState, None]:
         rows = jax.random.randint(variant_key(hyper.seed, step + 1), (spec.batch_size,), 0, n_train)
-        loss, grads = jax.value_and_grad(loss_fn)(
-            state.params, arch, phi, data.x_train[rows], data.y_train[rows]
+        (loss, net_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            state.params, state.net_state, arch, model, data.x_train[rows], data.y_train[rows]
         )
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         # Judged on the update rather than the new parameters, so that accepting it fuses into applying it.
         finite = jnp.isfinite(loss) & _all_finite(updates)
         accept = finite & ~state.diverged
         params = jax.tree.map(lambda p, u: jnp.where(accept, p + u, p), state.params, updates)
-        opt_state = jax.tree.map(lambda new, old: jnp.where(accept, new, old), opt_state, state.opt_state)
+        keep = lambda new, old: jnp.where(accept, new, old)  # noqa: E731
+        opt_state = jax.tree.map(keep, opt_state, state.opt_state)
+        net_state = jax.tree.map(keep, net_state, state.net_state)
         newly_diverged = ~finite & ~state.diverged
         diverged_step = jnp.where(newly_diverged, step, state.diverged_step)
-        return TrainState(params, opt_state, state.diverged | ~finite, diverged_step), None
+        return TrainState(params, net_state, opt_state, state.diverged | ~finite, diverged_step), None
 
     def record(state: TrainState, step: jax.Array) -> dict[str, jax.Array]:
-        values = measure(state.params, arch, phi, data.eval)
+        values = measure(state.params, state.net_state, arch, model, data.eval)
         if spec.jacobian is not None:
-            values |= jacobian_record(spec, arch, phi, state.params, data.eval.x_eval, hyper.seed, step)
+            values |= jacobian_record(
+                spec, arch, state.params, state.net_state, data.eval.x_eval, hyper.seed, step
+            )
         return jax.tree.map(lambda v: jnp.where(state.diverged, jnp.nan, v.astype(jnp.float32)), values)
 
     def interval(state: TrainState, bounds: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
@@ -239,7 +260,7 @@ def train_variant(spec: GroupSpec, hyper: Hyper, data: TrainData) -> dict[str, j
     steps = spec.record_steps
     bounds = jnp.asarray(np.stack([np.concatenate([[0], steps[:-1]]), steps], axis=1), jnp.int32)
     state, out = jax.lax.scan(interval, state, bounds)  # the first interval is empty: step 0
-    out |= forward_signal(params, arch, phi, data.eval.x_eval)
+    out |= forward_signal(params, net_state, arch, model, data.eval.x_eval)
     out["diverged"] = state.diverged
     out["diverged_step"] = state.diverged_step
     return out
@@ -271,7 +292,8 @@ def compile_group(spec: GroupSpec, chunk_size: int, data: TrainData) -> tuple[Co
     # whatever the program holds (per-variant SVDs, Gram-Schmidt, random draws); there is no
     # communication between devices at all.
     per_device = chunk_size // mesh.devices.size
-    per_pass = variants_per_pass(spec.model.width, spec.batch_size, per_device, mesh.devices.flat[0].platform)
+    layer_bytes = one_layer_bytes(spec.model, spec.batch_size)
+    per_pass = variants_per_pass(layer_bytes, per_device, mesh.devices.flat[0].platform)
 
     def train_share(hyper: Hyper, data: TrainData) -> dict[str, jax.Array]:
         """One device's variants, [per_device], in passes of ``per_pass`` (sweep.passes)."""

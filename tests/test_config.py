@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from sweep.activations import ACTIVATIONS
 from sweep.config import (
-    ARCHS,
     ConfigError,
     experiment_from_dict,
     load_experiment,
@@ -20,7 +20,6 @@ from sweep.config import (
     parse_override,
 )
 from sweep.grid import groups, record_steps, variants
-from sweep.models import ARCHITECTURES
 
 
 def test_defaults_and_fixed_values():
@@ -85,8 +84,22 @@ def test_record_steps_always_include_zero_and_end():
     assert record_steps(0, 5).tolist() == [0]
 
 
-def test_arch_registry_matches_config_choices():
-    assert set(ARCHS) == set(ARCHITECTURES)
+def test_name_lists_come_from_the_registries():
+    from sweep.nets.contract import architecture_names
+    from sweep.nets.initialisers import INITIALISERS
+
+    assert "mlp" in architecture_names()
+    for field, names in (("model.init", INITIALISERS), ("model.activation", ACTIVATIONS)):
+        for name in names:  # every registered name is accepted, nothing else
+            experiment_from_dict({"model": {field.split(".")[1]: name}})
+    for field, wrong in (
+        ("init", "Orthogonal"),
+        ("init", "he"),
+        ("arch", "resnet50"),
+        ("activation", "Tanh"),
+    ):
+        with pytest.raises(ConfigError, match=f"model.{field}: unknown"):
+            experiment_from_dict({"model": {field: wrong}})
 
 
 def test_fingerprint_tracks_the_variants():

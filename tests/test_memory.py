@@ -10,16 +10,16 @@ import pytest
 
 from sweep import memory, spectrum
 from sweep.metrics import EvalData
-from sweep.models import ModelSpec
-from sweep.passes import variants_per_pass
+from sweep.nets import mlp
+from sweep.passes import one_layer_bytes, variants_per_pass
 from sweep.train import GroupSpec, JacobianSpec, TrainData, compile_group
 
 
 def spec(
     width=64, depth=4, optimizer="sgd", batch=16, steps=10, every=5, jacobian=None, activation="tanh"
 ) -> GroupSpec:
-    model = ModelSpec(40, width, depth, 10, "gaussian")
-    return GroupSpec("mlp", activation, model, optimizer, batch, steps, every, jacobian)
+    model = mlp.spec(40, width, depth, 10, "gaussian", activation)
+    return GroupSpec(model, optimizer, batch, steps, every, jacobian)
 
 
 def test_estimate_grows_as_width_squared_times_depth():
@@ -132,7 +132,8 @@ def test_estimate_covers_the_compiled_programs_buffers(activation, width, batch,
     without the safety factor, and not far below it: the coefficients are measured, not guessed."""
     s = spec(width=width, depth=4, batch=batch, steps=2, every=2, activation=activation)
     n_train, n_eval, n_test, size = 128, 64, 32, 16
-    assert variants_per_pass(width, batch, size, "cpu") == per_pass
+    assert one_layer_bytes(s.model, batch) == 4 * (batch * width + width * width)
+    assert variants_per_pass(one_layer_bytes(s.model, batch), size, "cpu") == per_pass
     i32 = jnp.int32
     data = TrainData(
         jnp.zeros((n_train, 40)),

@@ -12,7 +12,9 @@ import pytest
 from sweep import engine
 from sweep.config import experiment_from_dict
 from sweep.grid import groups
-from sweep.models import ARCHITECTURES, Mix, ModelSpec, weight_scales
+from sweep.nets import mlp
+from sweep.nets.contract import Spec
+from sweep.nets.mlp import Mix, weight_scales
 from sweep.theory.mean_field import chi_1, length_map_iterates
 from sweep.theory.mixed_scales import (
     effective_sigma_w2,
@@ -27,15 +29,18 @@ HALF = {"scale_a": 0.5, "scale_b": 1.5, "fraction": 0.5}  # the learner's questi
 
 
 # ------------------------------------------------------------------------------------ engine weights
-def _params(spec: ModelSpec, mix: Mix | None = None, sigma_w2: float = 1.5) -> dict:
+def _params(spec: Spec, mix: Mix | None = None, sigma_w2: float = 1.5) -> dict:
     key = variant_key(jnp.uint32(3), 0)
-    return ARCHITECTURES["mlp"].init(key, jnp.float32(sigma_w2), jnp.float32(0.05), spec, mix=mix)
+    dynamic = {"sigma_w2": jnp.float32(sigma_w2), "sigma_b2": jnp.float32(0.05)}
+    if mix is not None:
+        dynamic |= {"mix_scale_a": mix.scale_a, "mix_scale_b": mix.scale_b, "mix_fraction": mix.fraction}
+    return mlp.init(key, dynamic, spec)[0]
 
 
 def test_default_spec_is_the_unmixed_code_path():
-    spec = ModelSpec(12, 16, 4, 10, "gaussian")
+    spec = mlp.spec(12, 16, 4, 10, "gaussian")
     assert weight_scales(spec, None) is None  # no multiplication at all: the code of the unmixed net
-    ones = ModelSpec(12, 16, 4, 10, "gaussian", "units", (1.0, 1.0))
+    ones = mlp.spec(12, 16, 4, 10, "gaussian", mix="units", layer_scales="1 1")
     same = jax.tree.map(
         lambda a, b: bool(jnp.array_equal(a, b)),
         _params(spec),
@@ -47,14 +52,14 @@ def test_default_spec_is_the_unmixed_code_path():
 @pytest.mark.parametrize("init", ["gaussian", "orthogonal"])
 def test_mixed_weights_are_the_same_draws_scaled_by_the_documented_rule(init):
     d, n, depth = 12, 16, 5
-    plain = _params(ModelSpec(d, n, depth, 10, init))
+    plain = _params(mlp.spec(d, n, depth, 10, init))
     for mix in ("units", "entries"):
-        spec = ModelSpec(d, n, depth, 10, init, mix, (0.5, 2.0))
+        spec = mlp.spec(d, n, depth, 10, init, mix=mix, layer_scales="0.5 2")
         mixed = _params(spec, Mix(jnp.float32(0.5), jnp.float32(1.5), jnp.float32(0.25)))
-        for name in ("input", "hidden"):
+        for name in ("embed", "blocks"):
             w = np.asarray(plain[name]["w"]).reshape(-1, *plain[name]["w"].shape[-2:])
             s = np.asarray(mixed[name]["w"]).reshape(w.shape) / w  # common random numbers: same draws
-            layers = [0.5] if name == "input" else [2.0, 0.5, 2.0, 0.5]  # layer l: pattern[(l - 1) % 2]
+            layers = [0.5] if name == "embed" else [2.0, 0.5, 2.0, 0.5]  # layer l: pattern[(l - 1) % 2]
             for layer, scale in zip(s, layers, strict=True):
                 at_a = np.isclose(layer, 0.5 * scale, rtol=1e-5)
                 assert np.all(at_a | np.isclose(layer, 1.5 * scale, rtol=1e-5))
@@ -66,7 +71,7 @@ def test_mixed_weights_are_the_same_draws_scaled_by_the_documented_rule(init):
                     assert np.all(at_a.sum(0) == round(0.25 * m))
                     assert fan_in != fan_out or np.all(at_a.sum(1) == round(0.25 * m))
         assert np.array_equal(mixed["readout"]["w"], plain["readout"]["w"])  # never scaled
-        for name in ("input", "hidden", "readout"):
+        for name in ("embed", "blocks", "readout"):
             assert np.array_equal(mixed[name]["b"], plain[name]["b"])  # biases never scaled
 
 
@@ -158,7 +163,7 @@ PHI = {
 def _scale_matrix(
     mix: str, fan_in: int, fan_out: int, scale_a: float, scale_b: float, fraction: float
 ) -> np.ndarray:
-    """The documented rule, written independently of sweep.models."""
+    """The documented rule, written independently of sweep.nets.mlp."""
     a, b, f = scale_a, scale_b, fraction
     if mix == "none":
         return np.ones((fan_in, fan_out))

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sweep.passes import CPU_PASS_BYTES, in_passes, largest_pass, variants_per_pass
+from sweep.passes import CPU_PASS_BYTES, in_passes, largest_pass, one_layer_bytes, variants_per_pass
 
 
 def network_like(x: dict) -> dict:
@@ -31,19 +31,21 @@ def test_passes_equal_one_vmap(per_pass):
 
 def test_passes_on_a_cpu_hold_a_cache_of_one_layer():
     for width, batch in [(32, 32), (64, 64), (128, 32), (128, 128), (256, 64), (1024, 16)]:
-        largest = largest_pass(width, batch, "cpu")
         layer = 4 * (batch * width + width * width)
+        largest = largest_pass(layer, "cpu")
         assert largest * layer <= CPU_PASS_BYTES or largest == 1
         assert (largest + 1) * layer > CPU_PASS_BYTES
     # the shapes measured in the module docstring
-    picks = [variants_per_pass(w, b, 64, "cpu") for w, b in [(32, 32), (64, 64), (128, 32), (128, 128)]]
+    shapes = [(32, 32), (64, 64), (128, 32), (128, 128)]
+    picks = [variants_per_pass(4 * (b * w + w * w), 64, "cpu") for w, b in shapes]
     assert picks == [16, 5, 2, 1]  # 64 variants in 4 passes of 16 (20 would leave a pass of 4)
 
 
 @pytest.mark.parametrize("n", [1, 2, 5, 17, 20, 21, 64, 1000])
 def test_passes_are_balanced_and_never_larger_than_allowed(n):
-    largest = largest_pass(32, 32, "cpu")  # 20
-    k = variants_per_pass(32, 32, n, "cpu")
+    layer = 4 * (32 * 32 + 32 * 32)
+    largest = largest_pass(layer, "cpu")  # 20
+    k = variants_per_pass(layer, n, "cpu")
     passes = -(-n // k)
     assert k <= largest and k <= n
     assert passes == -(-n // largest)  # no more passes than needed
@@ -51,6 +53,15 @@ def test_passes_are_balanced_and_never_larger_than_allowed(n):
 
 
 def test_accelerators_train_every_variant_at_once():
-    assert largest_pass(1024, 1024, "gpu") is None
-    assert variants_per_pass(1024, 1024, 300, "gpu") == 300
-    assert variants_per_pass(32, 32, 300, "tpu") == 300
+    assert largest_pass(4 * 2 * 1024**2, "gpu") is None
+    assert variants_per_pass(4 * 2 * 1024**2, 300, "gpu") == 300
+    assert variants_per_pass(4 * 2 * 32**2, 300, "tpu") == 300
+
+
+def test_one_layer_is_counted_from_the_shapes():
+    """An MLP's block: its weight matrix [N, N] and a minibatch [B, N] of its state, in float32."""
+    from sweep.nets import mlp
+
+    for width, depth, batch in [(32, 20, 32), (128, 4, 16), (64, 1, 8)]:
+        spec = mlp.spec(40, width, depth, 10)
+        assert one_layer_bytes(spec, batch) == 4 * (batch * width + width * width)

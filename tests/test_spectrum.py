@@ -1,7 +1,7 @@
 """Jacobian singular values (``sweep.spectrum``) against exact cases, numpy float64 and statistics.
 
 Weights are built here with numpy (QR of Gaussians for orthogonal layers), independently of
-``sweep.models``; J = ∂x^L/∂x^1 has L - 1 factors D_l W_lᵀ (row-vector convention).
+``sweep.nets.mlp``; J = ∂x^L/∂x^1 has L - 1 factors D_l W_lᵀ (row-vector convention).
 """
 
 from __future__ import annotations

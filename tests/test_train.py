@@ -1,5 +1,6 @@
-"""The compiled training program: vmap equals single-variant runs, no retrace, divergence isolation,
-gradient norms equal jax.grad's, initial weight statistics, common random numbers."""
+"""The compiled training program (MLP): no retrace, divergence isolation, gradient norms equal jax.grad's,
+initial weight statistics, common random numbers. vmap equals single-variant runs, for every
+architecture: tests/test_contract.py."""
 
 from __future__ import annotations
 
@@ -8,37 +9,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sweep import engine, train
+from sweep import engine
 from sweep.config import experiment_from_dict
 from sweep.data import load_dataset
-from sweep.grid import groups
 from sweep.metrics import cross_entropy
-from sweep.models import ARCHITECTURES, ModelSpec
-from sweep.train import TRACE_COUNT, GroupSpec, Hyper, train_data, train_variant, variant_key
+from sweep.nets import mlp
+from sweep.nets.forward import forward
+from sweep.train import TRACE_COUNT, variant_key
 
 OUTPUTS = ("train_loss", "train_accuracy", "test_accuracy", "grad_norm", "q_layer")
-
-
-@pytest.mark.parametrize("per_pass", [None, 4])  # one vmap; passes of 4 (sweep.passes), the last padded
-def test_vmapped_group_equals_single_variant_program(tiny, monkeypatch, per_pass):
-    tiny["model"]["sigma_w2"] = [1.0, 1.7, 2.5]
-    tiny["train"]["seed"] = [0, 3]
-    if per_pass is not None:
-        monkeypatch.setattr(train, "_COMPILED", {})  # this shape's program, compiled with other passes
-        monkeypatch.setattr(train, "variants_per_pass", lambda width, batch, n, platform: per_pass)
-    exp = experiment_from_dict(tiny)
-    results = engine.run(exp)
-    (group,) = groups(exp)
-    dataset = load_dataset(exp.base.data)
-    spec = GroupSpec.from_config(group.static, dataset)
-    data = train_data(dataset, exp.base.measure.n_eval)
-    dyn = group.dynamic()
-    one = jax.jit(lambda hyper: train_variant(spec, hyper, data))
-    for i, variant in enumerate(group.variants):
-        alone = one(Hyper(**{k: jnp.asarray(v[i]) for k, v in dyn.items()}))
-        in_group = results.isel(dict(zip(results["train_loss"].dims[:2], variant.index, strict=True)))
-        for name in OUTPUTS:
-            np.testing.assert_allclose(in_group[name].values, np.asarray(alone[name]), rtol=2e-4, atol=1e-6)
 
 
 def test_second_run_of_same_shape_does_not_retrace(tiny):
@@ -87,14 +66,16 @@ def test_gradient_norms_equal_jax_grad(tiny):
     exp = experiment_from_dict(tiny)
     results = engine.run(exp)
     dataset = load_dataset(exp.base.data)
-    spec = ModelSpec(dataset.input_dim, 16, 5, dataset.n_classes, "gaussian")
-    arch = ARCHITECTURES["mlp"]
+    spec = mlp.spec(dataset.input_dim, 16, 5, dataset.n_classes, "gaussian")
     x, y = dataset.x_train[:64], dataset.y_train[:64]
     for sigma_w2 in (1.0, 2.0):
-        params = arch.init(variant_key(jnp.uint32(0), 0), jnp.float32(sigma_w2), jnp.float32(0.05), spec)
-        grads = jax.grad(lambda p: cross_entropy(arch.apply(p, x, jnp.tanh)[0], y))(params)
-        expected = [np.linalg.norm(grads["input"]["w"])]
-        expected += [np.linalg.norm(g) for g in grads["hidden"]["w"]]
+        dynamic = {"sigma_w2": jnp.float32(sigma_w2), "sigma_b2": jnp.float32(0.05)}
+        params, state = mlp.init(variant_key(jnp.uint32(0), 0), dynamic, spec)
+        grads = jax.grad(lambda p, state=state: cross_entropy(forward(mlp.MLP, p, state, x, spec)[0], y))(
+            params
+        )
+        expected = [np.linalg.norm(grads["embed"]["w"])]
+        expected += [np.linalg.norm(g) for g in grads["blocks"]["w"]]
         expected += [np.linalg.norm(grads["readout"]["w"])]
         measured = results["grad_norm"].sel(sigma_w2=sigma_w2, step=0).values
         np.testing.assert_allclose(measured, expected, rtol=1e-4)
@@ -103,13 +84,14 @@ def test_gradient_norms_equal_jax_grad(tiny):
 @pytest.mark.parametrize("init", ["gaussian", "orthogonal"])
 def test_initial_weight_statistics(init):
     n, sigma_w2, sigma_b2 = 256, 1.7, 0.3
-    spec = ModelSpec(100, n, 4, 10, init)
-    params = ARCHITECTURES["mlp"].init(variant_key(jnp.uint32(5), 0), sigma_w2, sigma_b2, spec)
-    hidden = np.asarray(params["hidden"]["w"])  # [3, n, n]
+    spec = mlp.spec(100, n, 4, 10, init)
+    dynamic = {"sigma_w2": sigma_w2, "sigma_b2": sigma_b2}
+    params, _ = mlp.init(variant_key(jnp.uint32(5), 0), dynamic, spec)
+    hidden = np.asarray(params["blocks"]["w"])  # [3, n, n]
     # the entry variance is sigma_w2 / fan_in: 3 * 65536 entries give a relative standard error of 0.3%
     assert hidden.var() * n == pytest.approx(sigma_w2, rel=0.02)
-    assert np.asarray(params["input"]["w"]).var() * 100 == pytest.approx(sigma_w2, rel=0.03)
-    biases = np.asarray(params["hidden"]["b"])  # 768 draws: relative standard error ~5%
+    assert np.asarray(params["embed"]["w"]).var() * 100 == pytest.approx(sigma_w2, rel=0.03)
+    biases = np.asarray(params["blocks"]["b"])  # 768 draws: relative standard error ~5%
     assert biases.var() == pytest.approx(sigma_b2, rel=0.2)
     if init == "orthogonal":  # exactly sigma_w times an orthogonal matrix
         for w in hidden:
@@ -117,14 +99,17 @@ def test_initial_weight_statistics(init):
 
 
 def test_common_random_numbers_share_unit_draws():
-    spec = ModelSpec(10, 32, 3, 10, "gaussian")
-    init = ARCHITECTURES["mlp"].init
-    a = init(variant_key(jnp.uint32(7), 0), 1.0, 0.04, spec)
-    b = init(variant_key(jnp.uint32(7), 0), 4.0, 0.16, spec)
-    c = init(variant_key(jnp.uint32(8), 0), 1.0, 0.04, spec)
-    np.testing.assert_allclose(2 * a["hidden"]["w"], b["hidden"]["w"], rtol=1e-6)
+    spec = mlp.spec(10, 32, 3, 10, "gaussian")
+
+    def init(seed: int, sigma_w2: float, sigma_b2: float) -> dict:
+        return mlp.init(variant_key(jnp.uint32(seed), 0), {"sigma_w2": sigma_w2, "sigma_b2": sigma_b2}, spec)[
+            0
+        ]
+
+    a, b, c = init(7, 1.0, 0.04), init(7, 4.0, 0.16), init(8, 1.0, 0.04)
+    np.testing.assert_allclose(2 * a["blocks"]["w"], b["blocks"]["w"], rtol=1e-6)
     np.testing.assert_allclose(2 * a["readout"]["b"], b["readout"]["b"], rtol=1e-6)
-    assert not np.allclose(a["hidden"]["w"], c["hidden"]["w"])
+    assert not np.allclose(a["blocks"]["w"], c["blocks"]["w"])
 
 
 def test_zero_steps_measures_initialisation_only(tiny):

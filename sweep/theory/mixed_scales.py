@@ -1,6 +1,6 @@
 """Mean field of an MLP whose weights have mixed scales, within a layer and across layers.
 
-The network of ``sweep.models`` (row vectors, layers 1..L hidden, L+1 the readout)::
+The MLP of ``sweep.nets.mlp`` (row vectors, layers 1..L hidden, L+1 the readout)::
 
     h^1 = x W^1 + b^1,   h^l = φ(h^{l-1}) W^l + b^l  (l = 2..L),   logits = φ(h^L) W^{L+1} + b^{L+1}
     W^l_ij = σ_w s^l_ij z_ij / √fan_in,   z ~ N(0, 1),   b ~ N(0, σ_b²)  (biases never scaled)

@@ -1,4 +1,5 @@
-"""The hand-written backward pass of ``sweep.layers.hidden_layer`` against ``jax.grad`` of the formula."""
+"""The hand-written backward pass of ``sweep.nets.mlp_layer.hidden_layer`` against ``jax.grad`` of the
+formula."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 
 from sweep.activations import ACTIVATIONS, OUTPUT_DERIVATIVES
-from sweep.layers import hidden_layer
+from sweep.nets.mlp_layer import hidden_layer
 
 
 def _plain(h, w, b, phi):

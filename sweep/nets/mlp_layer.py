@@ -13,7 +13,7 @@ weight-gradient product differ from what ``jax.grad`` would produce:
 Both were measured on a 2-core CPU (training steps of width 32 and 128, depth 20): 9% faster together.
 The copy is made on CPUs only: GPU matmul libraries take a transposed operand as it is.
 
-Shapes (one network, as everywhere in ``sweep.models``): ``h`` [B, N_in], ``w`` [N_in, N_out],
+Shapes (one network, as in ``sweep.nets.mlp``): ``h`` [B, N_in], ``w`` [N_in, N_out],
 ``b`` [N_out] -> ``h_next`` [B, N_out].
 """
 

@@ -1,0 +1,1 @@
+"""Worked examples of sweep's extension points (see docs/custom_architectures.md)."""

@@ -1,0 +1,20 @@
+"""Networks: the architecture contract and registry (``contract``), one family per module (``mlp``),
+initialisers, and what the engine derives from any architecture (``forward``, ``block_jacobian``)."""
+
+from sweep.nets.contract import (
+    Architecture,
+    ArchitectureError,
+    Spec,
+    architecture_names,
+    register_architecture,
+    resolve,
+)
+
+__all__ = [
+    "Architecture",
+    "ArchitectureError",
+    "Spec",
+    "architecture_names",
+    "register_architecture",
+    "resolve",
+]

@@ -1,0 +1,64 @@
+"""Weight initialisers: unit Gaussian draws -> matrices whose entries have variance 1/fan_in.
+
+An initialiser maps unit Gaussians ``z [..., fan_in, fan_out]`` (any leading stacked axes) to unit
+weights ``u`` with ``E u_ij^2 = 1 / fan_in``; an architecture multiplies them by ``sigma_w`` (standard
+parameterisation, ``W ~ N(0, sigma_w2 / fan_in)`` or ``sigma_w`` times a random orthogonal matrix).
+Adding one is one entry in ``INITIALISERS``; ``model.init`` accepts exactly these names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+
+def _gram_schmidt(z: jax.Array) -> jax.Array:
+    """Orthonormalise the columns of a tall ``z`` [m, n] (m >= n) by classical Gram-Schmidt with one
+    reorthogonalisation pass (CGS2: orthogonal to float round-off), one column per ``lax.scan`` step.
+
+    For Gaussian z this is the Q of its QR factorisation with a positive diagonal R: a Haar-random
+    matrix. Written with plain matrix products rather than LAPACK's QR, whose custom call hung inside
+    large vmapped programs on XLA's CPU backend.
+    """
+    m, n = z.shape
+
+    def column(q: jax.Array, j: jax.Array) -> tuple[jax.Array, None]:
+        v = jax.lax.dynamic_index_in_dim(z, j, axis=1, keepdims=False)
+        for _ in range(2):  # the unset columns of q are zero, so they project out nothing
+            v = v - q @ (q.T @ v)
+        return jax.lax.dynamic_update_index_in_dim(q, v / jnp.linalg.norm(v), j, axis=1), None
+
+    return jax.lax.scan(column, jnp.zeros((m, n), z.dtype), jnp.arange(n))[0]
+
+
+def _orthogonalise(z: jax.Array) -> jax.Array:
+    """A Haar-random matrix with orthonormal columns (or rows, if wide) from Gaussian ``z`` [m, n]."""
+    wide = z.shape[0] < z.shape[1]
+    q = _gram_schmidt(z.T if wide else z)
+    return q.T if wide else q
+
+
+def gaussian(z: jax.Array) -> jax.Array:
+    """``z / sqrt(fan_in)``: i.i.d. entries of variance 1/fan_in."""
+    return z / jnp.sqrt(z.shape[-2])
+
+
+def orthogonal(z: jax.Array) -> jax.Array:
+    """Orthonormal rows or columns have entries of variance 1/max(fan_in, fan_out), rescaled to
+    1/fan_in (square layers: exactly an orthogonal matrix)."""
+    fan_in, fan_out = z.shape[-2:]
+    q = jnp.vectorize(_orthogonalise, signature="(m,n)->(m,n)")(z)
+    return q * jnp.sqrt(max(fan_in, fan_out) / fan_in)
+
+
+INITIALISERS: dict[str, Callable[[jax.Array], jax.Array]] = {"gaussian": gaussian, "orthogonal": orthogonal}
+
+
+def unit_weight(z: jax.Array, init: str) -> jax.Array:
+    """Unit weights [..., fan_in, fan_out] from unit Gaussians ``z`` by the initialiser ``init``
+    (KeyError naming the choices for an unknown one: never another initialiser in its place)."""
+    if init not in INITIALISERS:
+        raise KeyError(f"unknown init {init!r}; choose from {sorted(INITIALISERS)}")
+    return INITIALISERS[init](z)

@@ -1,0 +1,292 @@
+"""The network contract (sweep.nets.contract), tested once for every registered architecture: the
+built-in ones, the MLP without its fast paths (the generic routes), and the worked example of a user's
+own architecture (examples/gated_mlp.py, named by "package.module:attribute")."""
+
+from __future__ import annotations
+
+import copy
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from sweep import engine, train
+from sweep.config import experiment_from_dict
+from sweep.data import load_dataset
+from sweep.grid import groups
+from sweep.memory import SAFETY, share_bytes
+from sweep.metrics import cross_entropy
+from sweep.nets import block_jacobian
+from sweep.nets.contract import architecture_names, register_architecture, resolve
+from sweep.nets.forward import signal
+from sweep.nets.mlp import MLP, plain_block
+from sweep.train import TRACE_COUNT, GroupSpec, Hyper, train_data, train_variant, variant_key
+
+register_architecture(  # the MLP written plainly, without its fast paths: the generic routes
+    "mlp_plain",
+    MLP._replace(block=plain_block, exact_jacobian=None, matrix_free_jacobian=None, kept_per_unit=None),
+)
+USER = "examples.gated_mlp:GATED"
+ARCHS = [*architecture_names(), USER]
+OUTPUTS = ("train_loss", "train_accuracy", "test_accuracy", "grad_norm", "q_layer", "c_layer")
+
+
+def tiny_of(tiny: dict, arch: str) -> dict:
+    out = copy.deepcopy(tiny)
+    out["model"]["arch"] = arch
+    return out
+
+
+def one_network(tiny: dict, arch: str, sigma_w2: float = 1.5, seed: int = 0):
+    """(architecture, spec, params, state, dataset) of one variant, as the engine builds it."""
+    exp = experiment_from_dict(tiny_of(tiny, arch))
+    dataset = load_dataset(exp.base.data)
+    spec = GroupSpec.from_config(groups(exp)[0].static, dataset).model
+    a = resolve(arch)
+    dynamic = {
+        name: jnp.float32(sigma_w2 if name == "sigma_w2" else 0.05) for name in ("sigma_w2", "sigma_b2")
+    }
+    dynamic |= {name: jnp.float32(getattr(exp.base.model, name)) for name in a.dynamic_fields}
+    params, state = a.init(variant_key(jnp.uint32(seed), 0), dynamic, spec)
+    return a, spec, params, state, dataset
+
+
+def by_hand(a, params: dict, state: dict, x: jax.Array, spec) -> tuple[list[jax.Array], jax.Array, list]:
+    """The blocks one by one in Python (no scan): the taps of every layer, the logits, and the states."""
+    s, _, tap = a.embed(params["embed"], state["embed"], x, spec)
+    taps, states = [tap], [s]
+    for i in range(a.n_blocks(spec)):
+        block = jax.tree.map(lambda leaf: leaf[i], (params["blocks"], state["blocks"]))  # noqa: B023
+        s, _, tap = a.block(*block, s, spec)
+        taps.append(tap)
+        states.append(s)
+    logits, _ = a.readout(params["readout"], state["readout"], s, spec)
+    return [*taps, logits], logits, states
+
+
+@pytest.mark.parametrize("per_pass", [None, 4])  # one vmap; passes of 4 (sweep.passes), the last padded
+@pytest.mark.parametrize("arch", ARCHS)
+def test_vmapped_group_equals_single_variant(tiny, monkeypatch, arch, per_pass):
+    if per_pass is not None:
+        monkeypatch.setattr(train, "_COMPILED", {})  # this shape's program, compiled with other passes
+        monkeypatch.setattr(train, "variants_per_pass", lambda layer_bytes, n, platform: per_pass)
+    tiny = tiny_of(tiny, arch)
+    tiny["model"]["sigma_w2"] = [1.0, 1.7, 2.5]
+    tiny["train"]["seed"] = [0, 3]
+    exp = experiment_from_dict(tiny)
+    results = engine.run(exp)
+    (group,) = groups(exp)
+    dataset = load_dataset(exp.base.data)
+    spec = GroupSpec.from_config(group.static, dataset)
+    data = train_data(dataset, exp.base.measure.n_eval)
+    one = jax.jit(lambda hyper: train_variant(spec, hyper, data))
+    dyn = group.dynamic()
+    for i, variant in enumerate(group.variants):
+        alone = one(Hyper(**{k: jnp.asarray(v[i]) for k, v in dyn.items()}))
+        in_group = results.isel(dict(zip(results["train_loss"].dims[:2], variant.index, strict=True)))
+        for name in OUTPUTS:
+            np.testing.assert_allclose(in_group[name].values, np.asarray(alone[name]), rtol=2e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_gradient_norms_equal_jax_grad_and_q_as_measured_by_hand(tiny, arch):
+    tiny = tiny_of(tiny, arch)
+    tiny["train"]["steps"] = 0
+    tiny["model"]["sigma_w2"] = [1.5]
+    results = engine.run(tiny)
+    a, spec, params, state, dataset = one_network(tiny, arch)
+    x, y = dataset.x_train[:64], dataset.y_train[:64]
+    grads = jax.grad(lambda p: cross_entropy(by_hand(a, p, state, x, spec)[1], y))(params)
+
+    def norm(tree: dict) -> float:  # every leaf with two or more axes is a weight matrix
+        return float(np.sqrt(sum(np.sum(np.square(w)) for w in jax.tree.leaves(tree) if w.ndim >= 2)))
+
+    expected = [norm(grads["embed"])]
+    expected += [norm(jax.tree.map(lambda g: g[i], grads["blocks"])) for i in range(a.n_blocks(spec))]  # noqa: B023
+    expected += [norm(grads["readout"])]
+    measured = results["grad_norm"].isel(sigma_w2=0, step=0).values
+    np.testing.assert_allclose(measured, expected, rtol=1e-4)
+    taps = by_hand(a, params, state, x, spec)[0]
+    q = [float(np.mean(np.square(t))) for t in taps]  # per-unit mean square of every layer's tap
+    c = [np.asarray(signal(t)[1]) for t in taps]
+    np.testing.assert_allclose(results["q_layer"].isel(sigma_w2=0).values, q, rtol=1e-5)
+    np.testing.assert_allclose(results["c_layer"].isel(sigma_w2=0).values, c, rtol=1e-4, atol=1e-5)
+    h = np.asarray(taps[1]).reshape(len(x), -1)
+    by_numpy = np.sum(h[0] * h[1]) / np.sqrt(np.sum(h[0] ** 2) * np.sum(h[1] ** 2))
+    assert results["c_layer"].isel(sigma_w2=0, layer=1, pair=0).item() == pytest.approx(by_numpy, rel=1e-4)
+
+
+def _stack_map(a, params: dict, state: dict, spec):
+    """s^1 (one row, flattened) -> s^L: the block stack whose Jacobian the generic route measures."""
+
+    def stack(v: jax.Array) -> jax.Array:
+        s = v.reshape(1, -1)
+        for i in range(a.n_blocks(spec)):
+            block = jax.tree.map(lambda leaf: leaf[i], (params["blocks"], state["blocks"]))  # noqa: B023
+            s = a.block(*block, s, spec)[0]
+        return s.reshape(-1)
+
+    return stack
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_exact_jacobian_equals_autodiff(tiny, arch):
+    """The engine's exact route against the SVD of the Jacobian by autodiff of the blocks applied one by
+    one (``jax.jacrev``: reverse mode, which a ``custom_vjp`` block supports too), in float64; and
+    Lanczos with a full Krylov space against it."""
+    jax.config.update("jax_enable_x64", True)
+    try:
+        a, spec, params, state, dataset = one_network(tiny, arch, sigma_w2=1.8)
+        params = jax.tree.map(lambda p: p.astype(jnp.float64), params)
+        x = jnp.asarray(dataset.x_train[0], jnp.float64)
+        s1 = a.embed(params["embed"], state["embed"], x[None], spec)[0].reshape(-1)
+        stack = _stack_map(a, params, state, spec)
+        if a.exact_jacobian is None:  # the generic route: J = ds^L / ds^1
+            jacobian = jax.jacrev(stack)(s1)
+            measured = block_jacobian.exact_log10_sv(a, params, state, x, spec)
+        else:  # the MLP's own route: J = dx^L / dx^1 with x^l = phi(h^l) (tanh here)
+            assert spec.activation == "tanh"
+            jacobian = jax.jacrev(lambda x1: spec.phi(stack(jnp.arctanh(x1))))(spec.phi(s1))
+            measured = a.exact_jacobian(params, state, x, spec)
+        expected = np.log10(np.linalg.svd(np.asarray(jacobian), compute_uv=False))
+        np.testing.assert_allclose(measured, expected, atol=1e-9)
+        n = s1.shape[0]  # Lanczos with a full Krylov space recovers the whole spectrum
+        matrix_free = a.matrix_free_jacobian or (lambda *args: block_jacobian.matrix_free_log10_sv(a, *args))
+        top, bottom, mean_sq = matrix_free(params, state, x, spec, n // 2, n, jax.random.key(1))
+        np.testing.assert_allclose(np.concatenate([top, bottom]), expected, atol=1e-6)
+        assert float(mean_sq) == pytest.approx(np.log10(np.mean(10 ** (2 * expected))), abs=1e-9)
+    finally:
+        jax.config.update("jax_enable_x64", False)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_no_retrace_on_a_second_chunk(tiny, arch):
+    tiny = tiny_of(tiny, arch)
+    tiny["model"]["width"] = 20  # a shape no other test uses
+    tiny["model"]["sigma_w2"] = [1.0, 1.5, 2.0]
+    tiny["measure"]["jacobian"] = True
+    engine.run(tiny, chunk_size=2)  # two chunks, the second padded
+    counts = {s: n for s, n in TRACE_COUNT.items() if s.model.width == 20 and s.arch == arch}
+    assert list(counts.values()) == [1]
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_a_diverging_variant_changes_no_other(tiny, arch):
+    tiny = tiny_of(tiny, arch)
+    tiny["model"].update(activation="relu", sigma_w2=2.0)
+    tiny["train"].update(learning_rate=[0.01, 1e7], steps=8)
+    both = engine.run(tiny)
+    alone = engine.run(tiny, overrides=("train.learning_rate=[0.01]",))
+    assert bool(both["diverged"].sel(learning_rate=1e7))
+    assert not bool(both["diverged"].sel(learning_rate=0.01))
+    for name in OUTPUTS:
+        np.testing.assert_allclose(
+            both[name].sel(learning_rate=0.01).values, alone[name].sel(learning_rate=0.01).values, rtol=2e-4
+        )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("jacobian", [False, True])
+def test_memory_estimate_covers_the_compiled_program(tiny, monkeypatch, arch, jacobian):
+    """XLA's buffers of a compiled chunk (temporaries and outputs) stay within the estimate without its
+    safety factor (``sweep.memory``, sizes from ``jax.eval_shape``)."""
+    tiny = tiny_of(tiny, arch)
+    tiny["model"].update(width=32, depth=4, sigma_w2=[1.0, 2.0])
+    tiny["measure"]["jacobian"] = jacobian
+    exp = experiment_from_dict(tiny)
+    dataset = load_dataset(exp.base.data)
+    spec = GroupSpec.from_config(groups(exp)[0].static, dataset)
+    monkeypatch.setattr(train, "_COMPILED", {})
+    size, n_eval, n_test = 8, exp.base.measure.n_eval, exp.base.data.n_test
+    data = train_data(dataset, n_eval)
+    analysis = train.compile_group(spec, size, data)[0].run.memory_analysis()
+    buffers = analysis.temp_size_in_bytes + analysis.output_size_in_bytes
+    estimate = share_bytes(spec, size, n_eval, n_test, "cpu") / SAFETY
+    assert buffers <= estimate, (buffers, estimate)
+    assert buffers >= 0.3 * estimate, (buffers, estimate)  # an estimate, not a blind upper bound
+
+
+# ------------------------------------------------------------------------------- your own architecture
+def test_register_architecture_from_python(tiny):
+    import sweep
+    from examples.gated_mlp import GATED
+
+    sweep.register_architecture("gated_here", GATED)
+    assert "gated_here" in architecture_names()
+    results = engine.run(tiny_of(tiny, "gated_here"))
+    assert results["grad_norm"].sizes["layer"] == tiny["model"]["depth"] + 2  # embed, blocks, readout
+    assert np.isfinite(results["train_loss"]).all()
+    for name, bad, problem in [
+        ("gated here", GATED, "letters, digits and _"),
+        ("broken", GATED._replace(block=None), "block must be a function"),
+        ("broken", (GATED.init, GATED.embed), "expected a sweep.nets.Architecture, got tuple"),
+        ("broken", GATED._replace(dynamic_fields=("learning_rate",)), "model.learning_rate"),
+    ]:
+        with pytest.raises(ValueError, match=problem):
+            sweep.register_architecture(name, bad)
+    assert "broken" not in architecture_names()
+
+
+BROKEN_MODULE = """
+from examples.gated_mlp import GATED
+
+def _wide_block(params, state, s, spec):
+    import jax.numpy as jnp
+    return jnp.concatenate([s, s], axis=-1), state, s
+
+WIDENS = GATED._replace(block=_wide_block)
+NOT_ONE = "a string"
+"""
+
+
+@pytest.mark.parametrize(
+    ("arch", "problem"),
+    [
+        ("no_such_package.nets:NET", "cannot import module 'no_such_package.nets' (ModuleNotFoundError"),
+        ("raises_on_import:NET", "cannot import module 'raises_on_import' (RuntimeError: boom)"),
+        ("examples.gated_mlp:NOPE", "module 'examples.gated_mlp' has no attribute 'NOPE'"),
+        ("broken_arch:NOT_ONE", "expected a sweep.nets.Architecture, got str"),
+        ("broken_arch:WIDENS", "block must return a state of the shapes and dtypes it was given"),
+        ("resnet9", "unknown architecture 'resnet9'; choose from ["),
+    ],
+)
+def test_a_bad_architecture_is_one_config_error_line_and_nothing_is_written(
+    tmp_path, monkeypatch, arch, problem
+):
+    from sweep.cli import main
+    from sweep.config import ConfigError
+
+    (tmp_path / "broken_arch.py").write_text(BROKEN_MODULE)
+    (tmp_path / "raises_on_import.py").write_text("raise RuntimeError('boom')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    experiment = tmp_path / "mine.toml"
+    experiment.write_text(f'[model]\narch = "{arch}"\nwidth = 8\ndepth = 2\n')
+    with pytest.raises(ConfigError) as error:
+        engine.run(experiment)
+    message = str(error.value)
+    assert message.startswith(f"{experiment}: model.arch: ") and problem in message and "\n" not in message
+    out = tmp_path / "run"
+    assert main(["run", str(experiment), "--out", str(out), "--quiet"]) == 2
+    assert not out.exists()
+
+
+def test_the_worked_example_runs_with_its_one_command_and_draws_figures(tmp_path, monkeypatch):
+    """docs/custom_architectures.md's command, at the example's tiny scale, from the repository root."""
+    from pathlib import Path
+
+    from sweep.cli import main
+
+    root = Path(__file__).resolve().parents[1]
+    doc = (root / "docs" / "custom_architectures.md").read_text()
+    assert "sweep run examples/gated.toml --out runs/gated" in doc
+    monkeypatch.chdir(root)
+    out = tmp_path / "gated"
+    assert main(["run", "examples/gated.toml", "--scale", "tiny", "--out", str(out), "--quiet"]) == 0
+    assert {p.name for p in (out / "figures").glob("*.png")} >= {"gradient_norms.png", "training_curves.png"}
+    from sweep import load
+
+    results = load(out)
+    assert "q_star" not in results  # no theory: no mean-field predictions beside the data
+    assert results["grad_norm"].sizes["layer"] == 6 + 2
