@@ -19,15 +19,16 @@ The problem (``CASES``): tanh MLPs on MNIST-1D (4,000 training and 1,000 test ro
   ``bench_engine.py``), its results and the same figures; data warm. ``--sequential-variants K`` times K
   variants and extrapolates (marked).
 
-PyTorch runs with 2 threads (``--threads``), as the engine uses 2 cores, and ``OMP_WAIT_POLICY=PASSIVE``
-(unless set): on a shared machine spinning OpenMP threads made it 12-20x slower. Contenders alternate
+PyTorch runs with 2 threads (``--threads``), as the engine uses 2 cores, and the faster OpenMP wait policy
+on a 40-step probe (``--omp-wait-policy``; on a busy shared machine PyTorch's spinning threads, its
+default, ran 12x slower than sleeping ones, on a quiet one 1.4x faster). Contenders alternate
 within each repeat; the best of ``--repeats`` (at least 2) is kept and every run is printed. Ratios:
 seconds of the PyTorch program / seconds of ``sweep run`` (above 1: sweep is faster), whole process and
 training only (sweep: its ``training`` phase; PyTorch: initialisation, the SGD steps and the
 measurements).
 
     python benchmarks/bench_user_path.py [--case small|medium|all] [--repeats 2] [--threads 2]
-        [--sequential-variants K] [--no-sequential] [--json out.json]
+        [--omp-wait-policy ACTIVE|PASSIVE] [--sequential-variants K] [--no-sequential] [--json out.json]
 
 Needs the bench extra (``pip install -e '.[bench]'``: PyTorch, CPU wheel).
 """
@@ -35,6 +36,7 @@ Needs the bench extra (``pip install -e '.[bench]'``: PyTorch, CPU wheel).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import re
@@ -138,6 +140,8 @@ def draw_figures(case: Case, measured: dict, folder: Path) -> list[Path]:
 def torch_worker(args: argparse.Namespace) -> None:
     """A PyTorch program, whole: train, write its results, draw its figures; emits its phases."""
     case, out = CASES[args.case], Path(args.out)
+    if args.steps:  # a probe
+        case = dataclasses.replace(case, steps=args.steps)
     cache = Path(args.data_cache) if args.data_cache else None
     if args.worker == "batched":
         measured = batched_program(case, args.threads, cache)
@@ -193,18 +197,42 @@ def sweep_run(experiment: Path, out: Path, cache: Path) -> dict:
     return {"process_seconds": wall, "train_seconds": phases["training"], "phases": phases}
 
 
-def torch_run(kind: str, case_name: str, out: Path, threads: int, cache: Path | None, k: int | None) -> dict:
+def torch_run(
+    kind: str,
+    case_name: str,
+    out: Path,
+    args: argparse.Namespace,
+    cache: Path | None,
+    k: int | None = None,
+    steps: int | None = None,
+) -> dict:
     command = [sys.executable, str(Path(__file__).resolve()), "--worker", kind, "--case", case_name]
-    command += ["--out", str(out), "--threads", str(threads)]
+    command += ["--out", str(out), "--threads", str(args.threads)]
     if cache is not None:
         command += ["--data-cache", str(cache)]
     if k:
         command += ["--sequential-variants", str(k)]
-    # Idle OpenMP threads sleep instead of spinning: on a shared machine, PyTorch's spinning threads
-    # (OMP_WAIT_POLICY=ACTIVE, its default) ran a batched program 12-20x slower than one thread
-    # (measured: 30 steps of the small case in 68 s at 2 threads, 5.7 s at 1, 3.3 s at 2 passive)
-    env = {"OMP_WAIT_POLICY": "PASSIVE"} | dict(os.environ)
+    if steps:
+        command += ["--steps", str(steps)]
+    env = dict(os.environ) | ({"OMP_WAIT_POLICY": args.omp_wait_policy} if args.omp_wait_policy else {})
     return run_worker(command, env, what=f"{kind} PyTorch")
+
+
+def wait_policy(name: str, scratch: Path, args: argparse.Namespace) -> str:
+    """The faster OMP_WAIT_POLICY for PyTorch's threads on 40 steps of the batched program, unless given.
+    On a busy shared machine spinning threads (ACTIVE, libgomp's default) ran the small case 12x slower
+    than sleeping ones (PASSIVE: 30 steps in 68 s against 3.3 s); on a quiet one ACTIVE was 1.4x faster."""
+    if args.omp_wait_policy:
+        return args.omp_wait_policy
+    seconds = {}
+    for policy in ("ACTIVE", "PASSIVE"):
+        probe = argparse.Namespace(**{**vars(args), "omp_wait_policy": policy})
+        run = torch_run("batched", name, scratch / "probe", probe, scratch / "torch-data", steps=40)
+        seconds[policy] = run["train_seconds"]
+    chosen = min(seconds, key=seconds.get)
+    tried = ", ".join(f"{policy} {s:.2f} s" for policy, s in seconds.items())
+    print(f"   PyTorch OpenMP wait policy, 40-step probe: {tried} -> {chosen}", flush=True)
+    return chosen
 
 
 # ------------------------------------------------------------------------------------- driver
@@ -223,7 +251,8 @@ def bench_case(name: str, args: argparse.Namespace) -> dict:
         experiment = write_experiment(case, scratch / f"user_path_{name}.toml")
         warm_cache, warm_data = scratch / "sweep-cache", scratch / "torch-data"
         sweep_run(experiment, scratch / "fill", warm_cache)  # fills the warm caches (untimed)
-        torch_run("batched", name, scratch / "fill-torch", args.threads, warm_data, None)
+        torch_run("batched", name, scratch / "fill-torch", args, warm_data, steps=1)
+        torch_args = argparse.Namespace(**{**vars(args), "omp_wait_policy": wait_policy(name, scratch, args)})
 
         def timed(label: str, result: dict) -> None:
             runs.setdefault(label, []).append(result)
@@ -235,15 +264,10 @@ def bench_case(name: str, args: argparse.Namespace) -> dict:
             shutil.rmtree(cold, ignore_errors=True)
             timed("sweep run, warm", sweep_run(experiment, scratch / "sweep", warm_cache))
             fresh = scratch / f"torch-cold-{repeat}"
-            timed(
-                "batched PyTorch, cold", torch_run("batched", name, scratch / "bt", args.threads, fresh, None)
-            )
-            timed(
-                "batched PyTorch, warm",
-                torch_run("batched", name, scratch / "bt", args.threads, warm_data, None),
-            )
+            timed("batched PyTorch, cold", torch_run("batched", name, scratch / "bt", torch_args, fresh))
+            timed("batched PyTorch, warm", torch_run("batched", name, scratch / "bt", torch_args, warm_data))
             if not args.no_sequential:
-                result = torch_run("sequential", name, scratch / "seq", args.threads, warm_data, k)
+                result = torch_run("sequential", name, scratch / "seq", torch_args, warm_data, k)
                 if k < case.n_variants:  # start-up once, the loop V/K times
                     scale = case.n_variants / k
                     result["process_seconds"] += result["train_seconds"] * (scale - 1)
@@ -303,6 +327,13 @@ def main() -> None:
     parser.add_argument("--worker", choices=["batched", "sequential"], help=argparse.SUPPRESS)
     parser.add_argument("--out", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--data-cache", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--steps", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--omp-wait-policy",
+        choices=["ACTIVE", "PASSIVE"],
+        default=None,
+        help="for PyTorch's OpenMP threads (default: the faster on a 40-step probe)",
+    )
     args = parser.parse_args()
     if args.worker:
         torch_worker(args)
