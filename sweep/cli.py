@@ -314,7 +314,7 @@ def _run(args: argparse.Namespace, experiment: Path | str) -> int:
 def _prepare_figures(experiment: Callable[[], object]) -> threading.Thread:
     """A thread that parses the experiment (``experiment()``), imports the figure code and compiles the
     figures' theory curves (``plots.figures.prepare``) while a run's first program compiles on one core
-    (measured: the standard figures of a 128-variant run in 1.2-1.4 s instead of 3-4 s). Join it before
+    (measured: the standard figures of a 128-variant run in 1.1-1.5 s instead of about 3 s). Join it before
     drawing. Errors are left to the run and the figures, which repeat the same calls."""
 
     def prepare() -> None:
