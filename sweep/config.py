@@ -25,9 +25,17 @@ draw``, so an entry at scale s has variance ``sigma_w2 s^2 / fan_in``; biases ar
     layer_scales = "0.5 1.5"   # a pattern of per-layer scales repeated over layers 1..L (static);
                                # default "1". Sweep patterns as a list of strings: ["1", "0.5 1.5"]
 
-The architecture (``[model] arch``) is ``"mlp"``, another registered name (``sweep.register_architecture``)
-or your own as ``"package.module:attribute"``, imported (from the installed packages or the current
-directory) when the file is validated; see docs/custom_architectures.md.
+Residual networks (``arch = "resnet"``, ``sweep.nets.resnet``; ``depth`` counts blocks
+``x + a F(x)``): ``branch = "full"`` (``W2 phi(W1 x + b1) + b2``, default) or ``"reduced"``
+(``phi(W x + b)``); ``branch_scale`` = alpha (dynamic, default 1); ``branch_scaling = "none"`` or
+``"inv_sqrt_depth"`` (a = alpha / sqrt(depth)); ``branch_gain = "fixed"`` or ``"learned"`` (a scalar
+per block, starting at alpha: 0 is SkipInit / ReZero). A field only some architectures read (these, the
+mixed scales) may leave its default only where the architecture reads it.
+
+The architecture (``[model] arch``) is ``"mlp"``, ``"resnet"``, another registered name
+(``sweep.register_architecture``) or your own as ``"package.module:attribute"``, imported (from the
+installed packages or the current directory) when the file is validated; see
+docs/custom_architectures.md.
 
 Both apply to layers 1..L (every layer whose outputs are hidden units, the input layer included), never
 to the readout L+1; they combine (``s = layer scale * mix scale``). ``mix_scale_a/b`` and
@@ -73,6 +81,10 @@ class ModelConfig:
     mix_scale_b: float = 1.0
     mix_fraction: float = 0.5  # fraction of units (or entries) at mix_scale_a
     layer_scales: str = "1"  # per-layer scales, a pattern repeated over layers 1..L
+    branch: str = "full"  # resnet: full W2 phi(W1 x + b1) + b2 | reduced phi(W x + b)
+    branch_scale: float = 1.0  # resnet: alpha in x + alpha F(x) (dynamic)
+    branch_scaling: str = "none"  # resnet: none | inv_sqrt_depth (alpha / sqrt(L))
+    branch_gain: str = "fixed"  # resnet: fixed | learned (a scalar gain per block, starting at alpha)
 
 
 @dataclass(frozen=True)
@@ -167,7 +179,8 @@ def _unit_interval(value: float) -> str | None:
 
 MIXES = ("none", "units", "entries")
 MIX_FIELDS = ("model.mix_scale_a", "model.mix_scale_b", "model.mix_fraction")
-ADDED_FIELDS = ("model.mix", *MIX_FIELDS, "model.layer_scales")  # see Experiment.fingerprint
+BRANCH_FIELDS = ("model.branch", "model.branch_scale", "model.branch_scaling", "model.branch_gain")
+ADDED_FIELDS = ("model.mix", *MIX_FIELDS, "model.layer_scales", *BRANCH_FIELDS)  # see Experiment.fingerprint
 
 
 def parse_layer_scales(text: str) -> tuple[float, ...]:
@@ -215,6 +228,10 @@ FIELDS: dict[str, Field] = {
     "model.mix_scale_b": Field(float, False, _non_negative),
     "model.mix_fraction": Field(float, False, _fraction),
     "model.layer_scales": Field(str, True, _layer_scales),
+    "model.branch": Field(str, True, _choice(("full", "reduced"))),
+    "model.branch_scale": Field(float, False, _non_negative),
+    "model.branch_scaling": Field(str, True, _choice(("none", "inv_sqrt_depth"))),
+    "model.branch_gain": Field(str, True, _choice(("fixed", "learned"))),
     "data.name": Field(str, True, _choice(DATASETS)),
     "data.n_train": Field(int, True, _positive),
     "data.n_test": Field(int, True, _positive),
@@ -454,6 +471,7 @@ def experiment_from_dict(
     base = Config().replace(fixed)
     _check_jacobian_schedule(base, axes, source)
     _check_mix(base, axes, source)
+    _check_architecture_fields(base, axes, source)
     return Experiment(base=base, axes=tuple(axes), source=source)
 
 
@@ -467,6 +485,25 @@ def _check_mix(base: Config, axes: list[Axis], source: str) -> None:
         if set(swept.get(field, (base.get(field),))) != {default.get(field)}:
             problem = "has no effect while model.mix = 'none'; set it to 'units' or 'entries'"
             raise _fail(source, field, problem)
+
+
+def _check_architecture_fields(base: Config, axes: list[Axis], source: str) -> None:
+    """A field that only some architectures read (their ``static_fields``/``dynamic_fields``) may leave
+    its default only where every architecture of the grid reads it."""
+    from sweep.nets.contract import ArchitectureError, resolve
+
+    swept = {axis.field: axis.values for axis in axes}
+    try:
+        archs = [resolve(name) for name in swept.get("model.arch", (base.model.arch,))]
+    except ArchitectureError:
+        return  # model.arch's own check has said what is wrong
+    read = [{f"model.{name}" for name in (*a.static_fields, *a.dynamic_fields)} for a in archs]
+    default = Config()
+    for field in [*MIX_FIELDS, "model.mix", "model.layer_scales", *BRANCH_FIELDS]:
+        used = set(swept.get(field, (base.get(field),))) != {default.get(field)}
+        if used and not all(field in r for r in read):
+            names = sorted(set(swept.get("model.arch", (base.model.arch,))))
+            raise _fail(source, field, f"has no effect with model.arch = {', '.join(map(repr, names))}")
 
 
 def _check_jacobian_schedule(base: Config, axes: list[Axis], source: str) -> None:

@@ -72,7 +72,10 @@ def add_predictions(ds: xr.Dataset) -> xr.Dataset:
     follows the MLP's mean field (``theory == "mlp"``) get them; a run of architectures without a
     theory gets none."""
     arch = _field(ds, "model", "arch")
-    follows = xr.apply_ufunc(np.vectorize(lambda name: theory_of(str(name)) == "mlp", otypes=[bool]), arch)
+    theories = {str(name): theory_of(str(name)) for name in np.unique(np.atleast_1d(arch.values))}
+    if "resnet" in theories.values():
+        ds = add_residual_predictions(ds, {name for name, theory in theories.items() if theory == "resnet"})
+    follows = xr.apply_ufunc(np.vectorize(lambda name: theories[str(name)] == "mlp", otypes=[bool]), arch)
     if not bool(follows.any()):
         return ds
     ds = _add_mlp_predictions(ds)
@@ -118,6 +121,61 @@ MIXED_PREDICTED = {
     "chi_layer": "mixed-scale mean field: the factor chi^l the backward signal gains at layer l",
     "chi_mean": "mixed-scale mean field: geometric mean of chi^l over layers 1..L",
 }
+
+
+RESIDUAL_INPUTS = (
+    "arch",
+    "activation",
+    "sigma_w2",
+    "sigma_b2",
+    "depth",
+    "branch",
+    "branch_scale",
+    "branch_scaling",
+)
+RESIDUAL_PREDICTED = {
+    "q_layer_theory": "residual mean field: mean square of each layer's tap at init (embed, blocks, logits)",
+    "q_last_theory": "residual mean field: mean square of the last block's branch pre-activation, q^L",
+    "grad_ratio_theory": "residual mean field: gradient norm of block 1 over block L at init",
+}
+
+
+def add_residual_predictions(ds: xr.Dataset, archs: set[str]) -> xr.Dataset:
+    """The residual mean field (``sweep.theory.residual``) of every variant whose architecture is in
+    ``archs``: ``q_layer_theory`` (*grid, layer), ``q_last_theory`` and ``grad_ratio_theory`` (*grid);
+    NaN elsewhere."""
+    from sweep.theory.residual import residual_profile
+
+    grid = ds["completed"].dims
+    shape = tuple(ds.sizes[d] for d in grid)
+    fields = {
+        key: xr.broadcast(_field(ds, "model", key), ds["completed"])[0].transpose(*grid).values
+        for key in RESIDUAL_INPUTS
+    }
+    q_input = float(ds.attrs.get("input_mean_square", 1.0))
+    q_layer = np.full((*shape, ds.sizes["layer"]), np.nan)
+    q_last, ratio = np.full(shape, np.nan), np.full(shape, np.nan)
+    for index in np.ndindex(shape):
+        v = {key: fields[key][index].item() for key in RESIDUAL_INPUTS}
+        if str(v["arch"]) not in archs:
+            continue
+        depth = int(v["depth"])
+        alpha = float(v["branch_scale"]) / (
+            np.sqrt(depth) if v["branch_scaling"] == "inv_sqrt_depth" else 1.0
+        )
+        profile = residual_profile(
+            str(v["activation"]), v["sigma_w2"], v["sigma_b2"], alpha, depth, str(v["branch"]), q_input
+        )
+        q_layer[index][: depth + 2] = profile.q_layer
+        q_last[index], ratio[index] = profile.q_layer[-2], profile.grad_ratio
+    ds = ds.assign(
+        q_layer_theory=((*grid, "layer"), q_layer),
+        q_last_theory=(grid, q_last),
+        grad_ratio_theory=(grid, ratio),
+    )
+    for key, text in RESIDUAL_PREDICTED.items():
+        ds[key].attrs["long_name"] = text
+    return ds
 
 
 def uses_mixed_scales(ds: xr.Dataset) -> bool:

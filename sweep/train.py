@@ -116,6 +116,7 @@ class Hyper(NamedTuple):
     mix_scale_a: jax.Array
     mix_scale_b: jax.Array
     mix_fraction: jax.Array
+    branch_scale: jax.Array
     learning_rate: jax.Array
     momentum: jax.Array
     seed: jax.Array

@@ -214,7 +214,8 @@ def test_fingerprint_ignores_the_mixed_fields_at_their_defaults():
     explicit = experiment_from_dict({"model": {"sigma_w2": [1.0, 2.0], "mix": "none", "layer_scales": "1"}})
     assert plain.fingerprint() == explicit.fingerprint()
     sections = plain.to_toml_dict()
-    for key in ("mix", "mix_scale_a", "mix_scale_b", "mix_fraction", "layer_scales"):
+    mixed = ("mix", "mix_scale_a", "mix_scale_b", "mix_fraction", "layer_scales")
+    for key in (*mixed, "branch", "branch_scale", "branch_scaling", "branch_gain"):
         del sections["model"][key]  # as an experiment was resolved before these fields existed
     text = json.dumps(sections, sort_keys=True)
     assert plain.fingerprint() == hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -111,7 +111,8 @@ def spec_from_config(model: Any, input_dim: int, n_classes: int) -> Spec:
 
 
 REQUIRED = ("init", "embed", "block", "readout", "n_blocks")
-_BUILT_IN = {"mlp": "sweep.nets.mlp:MLP"}  # imported on first use (sweep.nets.mlp imports sweep.config)
+# imported on first use (sweep.nets.mlp imports sweep.config)
+_BUILT_IN = {"mlp": "sweep.nets.mlp:MLP", "resnet": "sweep.nets.resnet:RESNET"}
 _REGISTRY: dict[str, Architecture] = {}
 
 

@@ -8,10 +8,12 @@ Adding one is one entry in ``INITIALISERS``; ``model.init`` accepts exactly thes
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def _gram_schmidt(z: jax.Array) -> jax.Array:
@@ -54,6 +56,15 @@ def orthogonal(z: jax.Array) -> jax.Array:
 
 
 INITIALISERS: dict[str, Callable[[jax.Array], jax.Array]] = {"gaussian": gaussian, "orthogonal": orthogonal}
+
+
+def unit_draws(key: jax.Array, shapes: dict[str, tuple[int, ...]]) -> dict[str, jax.Array]:
+    """Unit Gaussians of every named shape from ONE ``jax.random.normal`` call on ``key`` (one
+    random-number kernel to compile, whatever the depth), cut in the order of ``shapes``."""
+    sizes = [math.prod(shape) for shape in shapes.values()]
+    flat = jax.random.normal(key, (sum(sizes),))
+    parts = jnp.split(flat, np.cumsum(sizes)[:-1])
+    return {name: part.reshape(shape) for (name, shape), part in zip(shapes.items(), parts, strict=True)}
 
 
 def unit_weight(z: jax.Array, init: str) -> jax.Array:

@@ -24,7 +24,6 @@ engine has always recorded.
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import jax
@@ -34,7 +33,7 @@ import numpy as np
 from sweep.activations import OUTPUT_DERIVATIVES
 from sweep.config import parse_layer_scales
 from sweep.nets.contract import Architecture, Spec
-from sweep.nets.initialisers import unit_weight
+from sweep.nets.initialisers import unit_draws, unit_weight
 from sweep.nets.mlp_layer import hidden_layer
 from sweep.spectrum import exact_log10_singular_values, matrix_free_log10_singular_values
 
@@ -124,12 +123,7 @@ def init(key: jax.Array, dynamic: dict[str, jax.Array], spec: Spec) -> tuple[dic
         "hidden_w": (hidden, n, n),
         "hidden_b": (hidden, n),
     }
-    sizes = [math.prod(shape) for shape in shapes.values()]
-    flat = jax.random.normal(key, (sum(sizes),))
-    z = {
-        name: part.reshape(shape)
-        for (name, shape), part in zip(shapes.items(), jnp.split(flat, np.cumsum(sizes)[:-1]), strict=True)
-    }
+    z = unit_draws(key, shapes)
     sigma_w, sigma_b = jnp.sqrt(dynamic["sigma_w2"]), jnp.sqrt(dynamic["sigma_b2"])
     params = {
         part: {"w": sigma_w * unit_weight(z[f"{name}_w"], spec.init), "b": sigma_b * z[f"{name}_b"]}

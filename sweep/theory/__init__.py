@@ -5,4 +5,5 @@
 - ``sweep.theory.free_probability``: limiting spectral density and moments of J J^T (Pennington et al.
   2017, 2018).
 - ``sweep.theory.mixed_scales``: mean field of weights at mixed scales within and across layers.
+- ``sweep.theory.residual``: mean field of residual networks (Yang & Schoenholz 2017).
 """
