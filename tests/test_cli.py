@@ -38,6 +38,7 @@ def experiment(tmp_path):
     return path
 
 
+@pytest.mark.slow
 def test_end_to_end_run_and_plot(tmp_path, experiment):
     out = tmp_path / "run"
     done = subprocess.run(

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import xarray as xr
 
 from sweep.compile_cache import cache_dir
@@ -44,6 +45,7 @@ def _run(experiment, out, env) -> tuple[xr.Dataset, str]:
     return xr.load_dataset(out / "results.nc"), proc.stderr
 
 
+@pytest.mark.slow
 def test_second_run_reuses_the_compiled_program(tmp_path):
     experiment = tmp_path / "exp.toml"
     experiment.write_text(EXPERIMENT)

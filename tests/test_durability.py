@@ -114,6 +114,7 @@ def test_shards_are_balanced_and_disjoint():
     assert max(costs) / min(costs) < 1.3
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_equals_uninterrupted(tmp_path, experiment, reference):
     out = tmp_path / "run"
     args = ("run", str(experiment), "--out", str(out), "--chunk-size", "2", "--quiet", "--no-plot")
@@ -130,6 +131,7 @@ def test_resume_after_sigkill_equals_uninterrupted(tmp_path, experiment, referen
     assert_same(rundir.load(out), reference)
 
 
+@pytest.mark.slow
 def test_sigterm_leaves_no_partial_files(tmp_path, experiment):
     out = tmp_path / "run"
     proc = _cli(
@@ -180,6 +182,7 @@ def test_cpu_chunks_are_cut_by_their_work(tmp_path, experiment, monkeypatch, ref
     assert len(list((out / "chunks").glob("*.npz"))) == 3
 
 
+@pytest.mark.slow
 def test_four_fake_devices_give_the_same_results(tmp_path, experiment, reference):
     out = tmp_path / "run"
     env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4 --xla_backend_optimization_level=0"}
@@ -190,6 +193,7 @@ def test_four_fake_devices_give_the_same_results(tmp_path, experiment, reference
     assert_same(rundir.load(out), reference)
 
 
+@pytest.mark.slow
 def test_resume_on_more_devices_keeps_the_chunks_and_their_numbers(tmp_path, experiment, reference):
     """Chunks of 3 saved by one device, the rest resumed on two: the saved chunk size is no multiple
     of the device count, so the program pads each chunk to one (the padding never shows)."""
@@ -224,6 +228,7 @@ print("collectives:", found)
 """
 
 
+@pytest.mark.slow
 def test_spectra_on_four_devices_never_gather(tmp_path, experiment):
     """Per-variant SVDs run where their variants live: no collective in the compiled program, and the
     spectra equal a one-device run's. (Width 64: batched LAPACK kernels on more CPU devices than pool
@@ -261,6 +266,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_processes_with_jax_distributed_equal_one(tmp_path, experiment, reference):
     out, port = tmp_path / "run", _free_port()
     common = (
@@ -283,6 +289,7 @@ def test_two_processes_with_jax_distributed_equal_one(tmp_path, experiment, refe
     assert_same(rundir.load(out), reference)
 
 
+@pytest.mark.slow
 def test_submit_runs_one_shard_per_task(tmp_path, experiment, reference):
     from sweep.submit import submit
 

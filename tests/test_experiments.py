@@ -45,6 +45,7 @@ def test_every_experiment_file_is_headed_by_a_comment():
         assert "sweep run" in path.read_text(), path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("path", "run"), CASES, ids=[f"{p.stem}-{r}" if r else p.stem for p, r in CASES])
 def test_experiment_runs_at_tiny_scale(tmp_path, path, run):
     results = engine.run(path, tmp_path / "run", tiny_overrides(path, run), scale="quick", run=run)

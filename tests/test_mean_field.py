@@ -279,6 +279,7 @@ def test_chi_1_is_one_on_the_computed_critical_line(activation):
 
 
 # ----------------------------------------------------------------------------------------- the grid
+@pytest.mark.slow
 def test_grid_300_by_250_in_seconds():
     """Default dtype (float32 unless x64 is on). The warm call is timed; the first includes compilation."""
     w2, b2 = np.meshgrid(np.linspace(0.3, 5.0, 300), np.linspace(0.0, 2.0, 250), indexing="ij")

@@ -49,6 +49,7 @@ def tiny_results() -> xr.Dataset:
     return sweep.run(EXPERIMENT, overrides=TINY)
 
 
+@pytest.mark.slow
 def test_experiment_file_runs_and_both_figures_draw(tiny_results):
     ds = tiny_results
     assert {"sv", "depth", "init", "sigma_w2", "sigma_b2"} <= set(ds.dims)

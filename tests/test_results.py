@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 import sweep
 from sweep.config import experiment_from_dict
 
 
+@pytest.mark.slow
 def test_every_variable_and_coordinate_has_a_long_name(tiny):
     tiny["model"]["depth"] = [2, 3]
     tiny["measure"]["jacobian"] = True

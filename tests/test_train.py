@@ -31,6 +31,7 @@ def test_second_run_of_same_shape_does_not_retrace(tiny):
     assert spec_count == after and set(after.values()) == {1}
 
 
+@pytest.mark.slow
 def test_chunking_and_position_do_not_change_a_variant(tiny):
     tiny["model"]["sigma_w2"] = [1.0, 2.0, 3.0]
     whole = engine.run(tiny)
@@ -43,6 +44,7 @@ def test_chunking_and_position_do_not_change_a_variant(tiny):
     )
 
 
+@pytest.mark.slow
 def test_divergence_is_isolated_and_frozen(tiny):
     tiny["model"].update(activation="relu", depth=4, sigma_w2=2.0)
     tiny["train"].update(learning_rate=[0.01, 1e6], steps=8)
@@ -60,6 +62,7 @@ def test_divergence_is_isolated_and_frozen(tiny):
         )
 
 
+@pytest.mark.slow
 def test_gradient_norms_equal_jax_grad(tiny):
     tiny["train"]["steps"] = 0
     tiny["model"]["depth"] = 5
@@ -119,6 +122,7 @@ def test_zero_steps_measures_initialisation_only(tiny):
     assert np.isfinite(results["train_loss"]).all() and np.isfinite(results["q_layer"]).all()
 
 
+@pytest.mark.slow
 def test_every_optimizer_trains(tiny):
     tiny["model"]["sigma_w2"] = 1.5
     tiny["train"].update(optimizer="adam", learning_rate=0.01, steps=30)
