@@ -3,6 +3,7 @@
     sweep theory --activation tanh --sigma-b2 0.05
     sweep theory --activation erf --sigma-b2 0.1 --sigma-w2 1 2 3 --json
     sweep theory --activation tanh --sigma-b2 0.05 --plot phase.png
+    sweep theory --arch resnet --activation relu --sigma-b2 0 --depth 50 --branch-scale 0.5
 
 The main CLI (``sweep.cli``) builds the sub-parser with ``add_theory_arguments`` and calls ``run_theory``.
 """
@@ -49,6 +50,14 @@ def add_theory_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--plot", type=Path, default=None, metavar="FILE", help="also save the phase diagram (.png or .pdf)"
     )
+    resnet = parser.add_argument_group("residual networks (--arch resnet; sweep.theory.residual)")
+    parser.add_argument(
+        "--arch", choices=("mlp", "resnet"), default="mlp", help="mean field of (default mlp)"
+    )
+    resnet.add_argument("--depth", type=int, default=10, metavar="L", help="blocks (default 10)")
+    resnet.add_argument("--branch", choices=("full", "reduced"), default="full")
+    resnet.add_argument("--branch-scale", type=float, default=1.0, metavar="A", help="alpha (default 1)")
+    resnet.add_argument("--branch-scaling", choices=("none", "inv_sqrt_depth"), default="none")
 
 
 def _error(message: str) -> int:
@@ -80,6 +89,48 @@ def theory_report(activation: str, sigma_b2: float, sigma_w2: list[float]) -> di
         "critical_sigma_w2": _json_number(critical),
         "points": points,
     }
+
+
+RESIDUAL_FIELDS = ("p_first", "q_last", "p_last", "grad_ratio")
+
+
+def residual_report(args: argparse.Namespace, sigma_w2: list[float]) -> dict:
+    """``sweep theory --arch resnet``: per sigma_w2 the stream's mean square after the embedding
+    (``p_first``, inputs of mean square 1) and after the last block (``p_last``), the last block's branch
+    pre-activation ``q_last`` and the gradient norm of block 1 over block L (``grad_ratio``)."""
+    from sweep.theory.residual import residual_profile
+
+    alpha = args.branch_scale / (math.sqrt(args.depth) if args.branch_scaling == "inv_sqrt_depth" else 1.0)
+    profile = residual_profile(
+        args.activation, np.asarray(sigma_w2), args.sigma_b2, alpha, args.depth, args.branch
+    )
+    columns = {
+        "p_first": profile.p_stream[:, 0],
+        "q_last": profile.q_layer[:, -2],
+        "p_last": profile.p_stream[:, -1],
+        "grad_ratio": profile.grad_ratio,
+    }
+    points = [
+        {"sigma_w2": float(w), "sigma_b2": float(args.sigma_b2)}
+        | {name: _json_number(float(columns[name][i])) for name in RESIDUAL_FIELDS}
+        for i, w in enumerate(sigma_w2)
+    ]
+    keys = ("activation", "depth", "branch", "branch_scale", "branch_scaling")
+    return {"arch": "resnet", **{key: getattr(args, key) for key in keys}, "alpha": alpha, "points": points}
+
+
+def _print_residual_table(report: dict) -> None:
+    print(
+        f"resnet, {report['branch']} branch, activation {report['activation']}, depth {report['depth']}, "
+        f"a = {report['alpha']:.6g}, sigma_b2 = {report['points'][0]['sigma_b2']:g}"
+    )
+    header = ("sigma_w2", *RESIDUAL_FIELDS)
+    rows = [[_format(p[name]) for name in header] for p in report["points"]]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    print("  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True)))
+    for row in rows:
+        print("  ".join(v.rjust(w) for v, w in zip(row, widths, strict=True)))
+    print("(grad_ratio: |dL/dW| of block 1 over block L at initialisation; inf or NaN: not predicted)")
 
 
 def _format(x: float | None) -> str:
@@ -122,6 +173,19 @@ def run_theory(args: argparse.Namespace) -> int:
         return _error(f"--sigma-w2 values must be finite and > 0, got {bad[0]}")
     if args.plot is not None and args.plot.suffix.lower() not in PLOT_SUFFIXES:
         return _error(f"--plot {str(args.plot)!r} must end in .png or .pdf")
+    if getattr(args, "arch", "mlp") == "resnet":
+        if args.depth < 1:
+            return _error(f"--depth must be at least 1, got {args.depth}")
+        if not (math.isfinite(args.branch_scale) and args.branch_scale >= 0):
+            return _error(f"--branch-scale must be a finite number >= 0, got {args.branch_scale}")
+        if args.plot is not None:
+            return _error("--plot draws the MLP's phase diagram; it has no --arch resnet form")
+        report = residual_report(args, sigma_w2)
+        if args.json:
+            print(json.dumps(report))
+        else:
+            _print_residual_table(report)
+        return 0
 
     report = theory_report(args.activation, args.sigma_b2, sigma_w2)
     if args.json:

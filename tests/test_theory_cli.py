@@ -86,3 +86,35 @@ def test_infinity_footnote_only_when_a_value_is_infinite(capsys):
     assert run_theory(parse("--activation", "relu", "--sigma-b2", "0.1", "--sigma-w2", "1", "3")) == 0
     out = capsys.readouterr().out  # relu above sigma_w2 = 2: no finite q*
     assert " inf" in out and "(inf: no finite fixed point or depth scale)" in out
+
+
+def test_resnet_theory_gives_the_exact_facts(capsys):
+    """--arch resnet: a linear reduced branch grows the stream by (1 + a^2 sigma_w2) per block; relu
+    full branch without biases by 1 + a^2 sigma_w2^2 / 2; alpha / sqrt(L) keeps the gradient ratio
+    bounded where a = 1 lets it grow."""
+    argv = ("--arch", "resnet", "--activation", "linear", "--branch", "reduced", "--sigma-b2", "0")
+    assert (
+        run_theory(parse(*argv, "--sigma-w2", "1", "2", "--branch-scale", "0.5", "--depth", "8", "--json"))
+        == 0
+    )
+    report = json.loads(capsys.readouterr().out)
+    assert report["arch"] == "resnet" and report["alpha"] == 0.5
+    for point in report["points"]:
+        growth = point["p_last"] / point["p_first"]
+        assert growth == pytest.approx((1 + 0.25 * point["sigma_w2"]) ** 8, rel=1e-5)
+    relu = ("--arch", "resnet", "--activation", "relu", "--sigma-b2", "0", "--sigma-w2", "1.5", "--json")
+    assert run_theory(parse(*relu, "--branch-scale", "0.7", "--depth", "6")) == 0
+    (point,) = json.loads(capsys.readouterr().out)["points"]
+    assert point["p_last"] / point["p_first"] == pytest.approx((1 + 0.49 * 1.5**2 / 2) ** 6, rel=1e-5)
+    ratios = []
+    for scaling in ("none", "inv_sqrt_depth"):
+        tanh = ("--arch", "resnet", "--activation", "tanh", "--sigma-b2", "0.05", "--sigma-w2", "1", "--json")
+        assert run_theory(parse(*tanh, "--depth", "200", "--branch-scaling", scaling)) == 0
+        ratios.append(json.loads(capsys.readouterr().out)["points"][0]["grad_ratio"])
+    assert ratios[0] > 10 * ratios[1] and ratios[1] < 2
+    assert run_theory(parse("--arch", "resnet", "--activation", "tanh", "--sigma-b2", "0.05")) == 0
+    assert "resnet, full branch, activation tanh, depth 10" in capsys.readouterr().out
+    assert (
+        run_theory(parse("--arch", "resnet", "--activation", "tanh", "--sigma-b2", "0", "--depth", "0")) == 2
+    )
+    assert "--depth must be at least 1" in capsys.readouterr().err
