@@ -124,12 +124,7 @@ def _print_residual_table(report: dict) -> None:
         f"resnet, {report['branch']} branch, activation {report['activation']}, depth {report['depth']}, "
         f"a = {report['alpha']:.6g}, sigma_b2 = {report['points'][0]['sigma_b2']:g}"
     )
-    header = ("sigma_w2", *RESIDUAL_FIELDS)
-    rows = [[_format(p[name]) for name in header] for p in report["points"]]
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
-    print("  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True)))
-    for row in rows:
-        print("  ".join(v.rjust(w) for v, w in zip(row, widths, strict=True)))
+    _print_columns(("sigma_w2", *RESIDUAL_FIELDS), report["points"])
     print("(grad_ratio: |dL/dW| of block 1 over block L at initialisation; inf or NaN: not predicted)")
 
 
@@ -137,16 +132,20 @@ def _format(x: float | None) -> str:
     return "inf" if x is None else f"{x:.6g}"
 
 
-def _print_table(report: dict) -> None:
-    critical = report["critical_sigma_w2"]
-    print(f"activation {report['activation']}, sigma_b2 = {report['sigma_b2']:g}")
-    print(f"critical sigma_w2 (chi_1 = 1): {'none' if critical is None else f'{critical:.6g}'}")
-    header = ("sigma_w2", *FIELDS)
-    rows = [[_format(p[name]) for name in header] for p in report["points"]]
+def _print_columns(header: tuple[str, ...], points: list[dict]) -> None:
+    """One right-aligned column per name of ``header``, one row per point."""
+    rows = [[_format(p[name]) for name in header] for p in points]
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
     print("  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True)))
     for row in rows:
         print("  ".join(v.rjust(w) for v, w in zip(row, widths, strict=True)))
+
+
+def _print_table(report: dict) -> None:
+    critical = report["critical_sigma_w2"]
+    print(f"activation {report['activation']}, sigma_b2 = {report['sigma_b2']:g}")
+    print(f"critical sigma_w2 (chi_1 = 1): {'none' if critical is None else f'{critical:.6g}'}")
+    _print_columns(("sigma_w2", *FIELDS), report["points"])
     print("(chi_1 < 1: ordered phase, > 1: chaotic)")
     if any(p[name] is None for p in report["points"] for name in FIELDS):
         print("(inf: no finite fixed point or depth scale)")
