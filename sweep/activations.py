@@ -41,7 +41,7 @@ ACTIVATIONS: dict[str, Activation] = {
 
 
 # The derivative phi'(h) as a function of the output a = phi(h), where there is one: the backward pass
-# (``sweep.layers``) then needs only the activations, not the pre-activations too. Keyed by function.
+# (``sweep.nets.mlp_layer``) then needs only the activations, not the pre-activations too. Keyed by function.
 OUTPUT_DERIVATIVES: dict[Activation, Callable[[jax.Array], jax.Array]] = {
     jnp.tanh: lambda a: 1.0 - a * a,
     jax.nn.sigmoid: lambda a: a * (1.0 - a),

@@ -2,7 +2,7 @@
 
 Contract
 --------
-Row-vector convention of ``sweep.models``: hidden layers ``l = 1..L``, ``h^l = x^{l-1} W^l + b^l`` and
+Row-vector convention of ``sweep.nets.mlp``: hidden layers ``l = 1..L``, ``h^l = x^{l-1} W^l + b^l`` and
 ``x^l = φ(h^l)``; ``hidden_w = params["hidden"]["w"]`` stacks ``W^2..W^L`` as ``[L-1, N, N]`` and
 ``hidden_b`` the biases ``[L-1, N]``; ``h1 = h^1`` is the first hidden layer's pre-activation at one input.
 The measured Jacobian is

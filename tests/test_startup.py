@@ -3,7 +3,7 @@
 Every check runs the command in a fresh interpreter (``python -c`` calling ``sweep.cli.main``) and reads
 ``sys.modules`` afterwards: ``sweep --help`` imports neither JAX nor the training path nor matplotlib;
 ``sweep theory`` (its help and a table) and ``sweep status DIR`` import JAX (the mean-field theory needs
-it) but not the training path (sweep.engine, sweep.train, sweep.models, optax) or matplotlib. The
+it) but not the training path (sweep.engine, sweep.train, sweep.nets.forward, optax) or matplotlib. The
 package's public names stay importable (``from sweep import run``), loaded on first use.
 """
 
@@ -18,7 +18,7 @@ import pytest
 
 from sweep.cli import main
 
-TRAINING = ("sweep.engine", "sweep.train", "sweep.models", "sweep.memory", "sweep.passes", "optax")
+TRAINING = ("sweep.engine", "sweep.train", "sweep.nets.forward", "sweep.memory", "sweep.passes", "optax")
 PLOTTING = ("matplotlib", "plots")
 
 PROBE = """
