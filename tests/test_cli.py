@@ -89,6 +89,7 @@ def test_end_to_end_run_and_plot(tmp_path, experiment):
     assert (out / "figures" / "phase_diagram.pdf").read_bytes()[:4] == b"%PDF"
 
 
+@pytest.mark.slow
 def test_existing_results_need_force_or_resume(tmp_path, experiment, capsys):
     out = tmp_path / "run"
     args = ["run", str(experiment), "--out", str(out), "--no-plot", "--quiet", "--set", "model.depth=2"]

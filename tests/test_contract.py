@@ -171,6 +171,7 @@ def test_no_retrace_on_a_second_chunk(tiny, arch):
     assert list(counts.values()) == [1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ARCHS)
 def test_a_diverging_variant_changes_no_other(tiny, arch):
     tiny = tiny_of(tiny, arch)
@@ -272,6 +273,7 @@ def test_a_bad_architecture_is_one_config_error_line_and_nothing_is_written(
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_the_worked_example_runs_with_its_one_command_and_draws_figures(tmp_path, monkeypatch):
     """docs/custom_architectures.md's command, at the example's tiny scale, from the repository root."""
     from pathlib import Path

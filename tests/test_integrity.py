@@ -157,6 +157,7 @@ def test_status_merge_and_load_name_a_damaged_chunk(tmp_path, experiment, foreig
 
 
 # ---------------------------------------------------------------------------------- damaged manifest
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["truncated", "zeroed", "random", "changed value", "deleted"])
 def test_damaged_manifest_is_rebuilt_on_resume(tmp_path, experiment, reference, capsys, how):
     out = tmp_path / "run"

@@ -75,6 +75,7 @@ def test_mixed_weights_are_the_same_draws_scaled_by_the_documented_rule(init):
             assert np.array_equal(mixed[name]["b"], plain[name]["b"])  # biases never scaled
 
 
+@pytest.mark.slow
 def test_scales_are_dynamic_and_scales_of_one_change_nothing(tiny):
     tiny["model"]["sigma_w2"] = 1.0
     tiny["train"]["steps"] = 4
@@ -228,6 +229,7 @@ def _agree(samples: np.ndarray, predicted: np.ndarray, n_se: float = 4.0, bias: 
         ("tanh", "units", (1.0,), 1.76, 0.05),
     ],
 )
+@pytest.mark.slow
 def test_wide_random_nets_follow_the_mixed_mean_field(activation, mix, layer_scales, sigma_w2, sigma_b2):
     width, depth = 2000, 5
     qs, rs = _monte_carlo(activation, mix, layer_scales, sigma_w2, sigma_b2, width, depth, draws=4)

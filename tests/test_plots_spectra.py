@@ -99,6 +99,7 @@ def test_theory_is_skipped_with_a_note_where_it_has_no_density():
     assert theory.note.startswith("no theory curve") and np.isnan(theory.density).all()
 
 
+@pytest.mark.slow
 def test_layer_resolved_moments_reduce_to_the_fixed_point_theory():
     """With every layer at q*, the layer-resolved moments are jacobian_moments'."""
     for activation, w2, b2 in (("tanh", 1.4242, 0.01), ("hard_tanh", 1.0521, 0.01)):

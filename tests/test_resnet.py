@@ -34,6 +34,7 @@ def streams(spec, sigma_w2: float, alpha: float, seeds: int, x: np.ndarray) -> n
     return np.asarray(jax.jit(jax.vmap(one))(jnp.arange(seeds, dtype=jnp.uint32)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("alpha", "sigma_w2"), [(0.5, 1.0), (1.0, 0.5)])
 def test_linear_branch_grows_by_one_plus_alpha2_sigma_w2_per_block(alpha, sigma_w2):
     """x + alpha W x: E|x^{L+1}|^2 = (1 + alpha^2 sigma_w2)^L |x^1|^2 (any width, in expectation)."""
@@ -48,6 +49,7 @@ def test_linear_branch_grows_by_one_plus_alpha2_sigma_w2_per_block(alpha, sigma_
     assert standard_error < 0.05 * expected  # the test can tell a wrong exponent or factor apart
 
 
+@pytest.mark.slow
 def test_relu_full_branch_without_biases_grows_by_one_plus_alpha2_sigma_w4_over_2():
     depth, width, seeds, alpha, sigma_w2 = 6, 256, 64, 0.7, 1.5
     spec = resnet.spec(16, width, depth, 10, activation="relu", branch="full")
@@ -60,6 +62,7 @@ def test_relu_full_branch_without_biases_grows_by_one_plus_alpha2_sigma_w4_over_
     assert abs(per_block.mean() - expected) < abs(per_block.mean() - wrong) / 4
 
 
+@pytest.mark.slow
 def test_zero_learned_gains_make_every_jacobian_singular_value_exactly_one(tiny):
     """SkipInit / ReZero: at initialisation every block is exactly the identity."""
     tiny["model"] |= {
