@@ -98,7 +98,10 @@ NEAR_CRITICAL = 0.1  # the sigma_w2 closest to criticality is drawn black if |ln
 
 
 def chi_by_sigma(ds: xr.Dataset) -> dict[float, float]:
-    """chi_1 (mean field) of each swept sigma_w2, other swept dims at their first value."""
+    """chi_1 (mean field) of each swept sigma_w2, other swept dims at their first value; {} for an
+    architecture without the fully connected mean field (no ``chi_1`` in the results)."""
+    if "chi_1" not in ds:
+        return {}
     chi = hold_first(ds["chi_1"], ("sigma_w2",))
     return {
         float(s): float(c) for s, c in zip(chi["sigma_w2"].values, np.atleast_1d(chi.values), strict=True)
@@ -110,6 +113,8 @@ def pick_sigmas(ds: xr.Dataset, k: int) -> list[float]:
     and the chaotic side in proportion to the range of log chi_1 each side spans (each side's far end
     included)."""
     chis = chi_by_sigma(ds)
+    if not chis:  # no mean field to centre on: evenly spread values
+        return spread(sorted(float(s) for s in np.atleast_1d(ds["sigma_w2"].values)), k)
     values = sorted(chis)
     if len(values) <= k:
         return values
@@ -135,6 +140,12 @@ def sigma_styles(ds: xr.Dataset, sigmas: list[float]) -> list[dict[str, Any]]:
     (if chi_1 is within 10% of 1) black and thick, on top; the ordered side in blues and the chaotic side
     in reds, darker further from criticality, never paler than a mid tone."""
     chis = chi_by_sigma(ds)
+    if not chis:  # no mean field: a plain sequential palette, no critical curve
+        shades = plt.cm.viridis(np.linspace(0.1, 0.85, len(sigmas)))
+        return [
+            {"color": c, "lw": 1.6, "zorder": 3, "label": rf"$\sigma_w^2$={s:.3g}"}
+            for s, c in zip(sigmas, shades, strict=True)
+        ]
     distance = {s: abs(np.log(chis[s])) if chis[s] > 0 else np.inf for s in sigmas}
     nearest = min(sigmas, key=distance.get)
     critical = nearest if distance[nearest] < NEAR_CRITICAL else None

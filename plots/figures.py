@@ -29,8 +29,12 @@ from sweep.theory.mean_field import chi_1, xi_c
 Applies = Callable[[xr.Dataset], bool]
 
 
-def needs(*dims: str, trained: bool = False, without: tuple[str, ...] = ()) -> Applies:
-    """A test: the Dataset has all ``dims``, none of ``without``, and (if ``trained``) recorded steps > 0."""
+def needs(
+    *dims: str, trained: bool = False, without: tuple[str, ...] = (), mean_field: bool = False
+) -> Applies:
+    """A test: the Dataset has all ``dims``, none of ``without``, (if ``trained``) recorded steps > 0,
+    and (if ``mean_field``) the fully connected mean field's predictions (``chi_1``): the figures drawn
+    around that theory apply only to architectures that follow it."""
 
     def applies(ds: xr.Dataset) -> bool:
         has_training = ds.sizes.get("step", 0) > 1
@@ -38,6 +42,7 @@ def needs(*dims: str, trained: bool = False, without: tuple[str, ...] = ()) -> A
             all(d in ds.dims for d in dims)
             and not any(d in ds.dims for d in without)
             and (has_training or not trained)
+            and ("chi_1" in ds or not mean_field)
         )
 
     return applies
@@ -48,13 +53,22 @@ FIGURES: dict[str, tuple[Callable[[xr.Dataset], Figure], Applies]] = {
     "phase_diagram": (phase_diagram_figure, needs("sigma_w2", "depth", trained=True)),
     "gradient_norms": (gradient_norms_figure, needs("layer", trained=True, without=("sigma_b2",))),
     "training_curves": (training_curves_figure, needs("step", trained=True)),
-    "signal_propagation": (signal_propagation_figure, needs("sigma_w2", "layer", without=("sigma_b2",))),
+    "signal_propagation": (
+        signal_propagation_figure,
+        needs("sigma_w2", "layer", without=("sigma_b2",), mean_field=True),
+    ),
     "correlation_maps": (
         correlation_maps_figure,
-        needs("sigma_w2", "sigma_b2", "pair", without=("activation",)),
+        needs("sigma_w2", "sigma_b2", "pair", without=("activation",), mean_field=True),
     ),
-    "order_chaos": (order_chaos_theory_figure, needs("sigma_w2", "sigma_b2", without=("activation",))),
-    "vanishing_exploding": (vanishing_figure, needs("sigma_w2", "layer", trained=True, without=("depth",))),
+    "order_chaos": (
+        order_chaos_theory_figure,
+        needs("sigma_w2", "sigma_b2", without=("activation",), mean_field=True),
+    ),
+    "vanishing_exploding": (
+        vanishing_figure,
+        needs("sigma_w2", "layer", trained=True, without=("depth",), mean_field=True),
+    ),
     "init_schemes": (init_schemes_figure, needs("sigma_w2", "depth", "init", trained=True)),
     "mixed_scales": (mixed_scales_figure, shows_mixed_scales),
 } | {name: (make, needs(*dims)) for name, (make, dims) in SPECTRA_FIGURES.items()}

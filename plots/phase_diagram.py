@@ -99,8 +99,8 @@ def _overlay_theory(ax: plt.Axes, ds: xr.Dataset) -> None:
     whole measured region (to the cells' outer edges), outlined, with the legend below the axes."""
     config = run_config(ds)
     activation, sigma_b2 = config["model"]["activation"], config["model"]["sigma_b2"]
-    if isinstance(activation, list) or isinstance(sigma_b2, list):
-        return
+    if isinstance(activation, list) or isinstance(sigma_b2, list) or "chi_1" not in ds:
+        return  # no chi_1: an architecture that does not follow the fully connected mean field
     n = config["measure"]["xi_multiple"]
     left, right = _edges(ds["sigma_w2"].values)
     bottom, top = _edges(ds["depth"].values)

@@ -143,3 +143,25 @@ def test_layer_resolved_gradient_ratio_is_flat_for_relu_without_bias_and_sqrt_ch
         2.0 + np.log(0.99) / (np.log(0.99) - np.log(1.1))
     )
     assert crossing(np.array([1.0, 2.0]), np.array([0.8, 0.9])) is None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("depth", [[2, 3], 3])
+def test_a_residual_run_draws_its_figures_without_the_mlps_mean_field(tmp_path, tiny, depth):
+    """An architecture whose results carry no fully connected mean field (chi_1, xi_c) still gets the
+    figures of its measurements; the ones drawn around that theory do not apply (they crashed)."""
+    import sweep
+    from plots.figures import draw_all
+
+    tiny["model"] |= {"arch": "resnet", "depth": depth}
+    ds = sweep.run(tiny)
+    assert "chi_1" not in ds
+    names = {path.stem for path in draw_all(ds, tmp_path)}
+    assert {"gradient_norms", "training_curves"} <= names
+    assert not names & {"signal_propagation", "vanishing_exploding"}
+    if isinstance(depth, list):
+        fig = phase_diagram_figure(ds)
+        legend = fig.legends[0] if fig.legends else fig.axes[0].get_legend()
+        labels = [t.get_text() for t in legend.get_texts()] if legend else []
+        assert not any("xi" in label for label in labels)  # no MLP overlay over a residual net
+    plt.close("all")
