@@ -173,9 +173,7 @@ def add_residual_predictions(ds: xr.Dataset, archs: set[str]) -> xr.Dataset:
         q_last_theory=(grid, q_last),
         grad_ratio_theory=(grid, ratio),
     )
-    for key, text in RESIDUAL_PREDICTED.items():
-        ds[key].attrs["long_name"] = text
-    return ds
+    return label(ds, RESIDUAL_PREDICTED)
 
 
 def uses_mixed_scales(ds: xr.Dataset) -> bool:
@@ -240,9 +238,7 @@ def add_mixed_predictions(ds: xr.Dataset) -> xr.Dataset:
             out["grad_norm_theory"][index][: depth + 1] = readout[index][depth] * shape_only
     ds = ds.assign({name: ((*grid, "layer"), values) for name, values in out.items()})
     ds["chi_mean"] = (grid, chi_mean)
-    for key, text in MIXED_PREDICTED.items():
-        ds[key].attrs["long_name"] = text
-    return ds
+    return label(ds, MIXED_PREDICTED)
 
 
 def compile_in_background(experiment: Experiment) -> threading.Thread:

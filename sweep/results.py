@@ -87,14 +87,16 @@ LONG_NAMES: dict[str, str] = {
 SWEPT_NAMES = {"depth": "depth L (hidden layers)", "width": "width (units per hidden layer)"}
 
 
-def label(ds: xr.Dataset) -> xr.Dataset:
-    """Give every variable and coordinate of ``ds`` a ``long_name`` (in place; returns ``ds``)."""
+def label(ds: xr.Dataset, names: dict[str, str] | None = None) -> xr.Dataset:
+    """Give every variable and coordinate of ``ds`` without one a ``long_name`` (in place; returns
+    ``ds``): from ``names`` first (a theory's own variables), then ``LONG_NAMES``, then the field."""
     fields = {axis_name(field): field for field in FIELDS}
+    known = LONG_NAMES | (names or {})
     for name in [*ds.data_vars, *ds.coords]:
         if "long_name" in ds[name].attrs:
             continue
-        if name in LONG_NAMES:
-            ds[name].attrs["long_name"] = LONG_NAMES[name]
+        if name in known:
+            ds[name].attrs["long_name"] = known[name]
         elif name in fields:  # a swept field: its dimension is named after it
             ds[name].attrs["long_name"] = SWEPT_NAMES.get(
                 name, fields[name].replace(".", " ").replace("_", " ")
