@@ -20,6 +20,12 @@ from plots.gradients import gradient_norms_figure
 from plots.init_schemes import init_schemes_figure
 from plots.mixed_scales import mixed_scales_figure, shows_mixed_scales
 from plots.phase_diagram import phase_diagram_figure
+from plots.residual import (
+    residual_gradients_figure,
+    residual_trainability_figure,
+    shows_residual_gradients,
+    shows_residual_trainability,
+)
 from plots.signal import signal_propagation_figure
 from plots.spectra import SPECTRA_FIGURES
 from plots.training import training_curves_figure
@@ -50,12 +56,14 @@ def needs(
 
 # name -> (figure function, when it applies)
 FIGURES: dict[str, tuple[Callable[[xr.Dataset], Figure], Applies]] = {
-    "phase_diagram": (phase_diagram_figure, needs("sigma_w2", "depth", trained=True)),
+    # over several architectures it would take the best of them under the MLP's theory curve: those
+    # runs get residual_trainability (one panel per architecture) instead
+    "phase_diagram": (phase_diagram_figure, needs("sigma_w2", "depth", trained=True, without=("arch",))),
     "gradient_norms": (gradient_norms_figure, needs("layer", trained=True, without=("sigma_b2",))),
     "training_curves": (training_curves_figure, needs("step", trained=True)),
     "signal_propagation": (
         signal_propagation_figure,
-        needs("sigma_w2", "layer", without=("sigma_b2",), mean_field=True),
+        needs("sigma_w2", "layer", without=("sigma_b2", "activation"), mean_field=True),
     ),
     "correlation_maps": (
         correlation_maps_figure,
@@ -71,6 +79,8 @@ FIGURES: dict[str, tuple[Callable[[xr.Dataset], Figure], Applies]] = {
     ),
     "init_schemes": (init_schemes_figure, needs("sigma_w2", "depth", "init", trained=True)),
     "mixed_scales": (mixed_scales_figure, shows_mixed_scales),
+    "residual_gradients": (residual_gradients_figure, shows_residual_gradients),
+    "residual_trainability": (residual_trainability_figure, shows_residual_trainability),
 } | {name: (make, needs(*dims)) for name, (make, dims) in SPECTRA_FIGURES.items()}
 
 

@@ -38,7 +38,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from sweep.activations import get_activation
-from sweep.theory.mean_field import _FINE, gaussian_expectation, gaussian_kernel
+from sweep.theory.kernels import gaussian_kernel
+from sweep.theory.quadrature import _FINE, gaussian_expectation
 
 
 class ResidualProfile(NamedTuple):
@@ -84,6 +85,9 @@ def _profile(
         q_layer = jnp.concatenate([p1[None], q, logits[None]])
         # a stream with a common mean correlates the backward signal with the weights: not predicted
         ratio = jnp.where(jnp.abs(mean) > 1e-6 * jnp.sqrt(p_last), jnp.nan, jnp.exp(0.5 * log_ratio))
+        # a stream past float32's range (relu branches grow it by 1 + a^2 sigma_w2^2 / 2 per block) has
+        # no finite profile: NaN, not the 0 or inf that exp(log inf - log inf) would give
+        ratio = jnp.where(jnp.isfinite(log_ratio) & jnp.isfinite(p_last), ratio, jnp.nan)
         return q_layer, jnp.concatenate([p, p_last[None]]), ratio
 
     return jax.vmap(one)(w2, b2, a2)
