@@ -403,3 +403,27 @@ def test_unknown_activation():
         mf.mean_field("nope", 1.0, 0.1)
     with pytest.raises(KeyError, match="nope"):
         mf.critical_sigma_w2("nope", 0.1)
+
+
+def test_mean_field_is_one_name_for_the_modules_below():
+    """``sweep.theory.mean_field`` re-exports the names of the concept modules (the same objects, so one
+    compiled program each), including the three that other theory modules import from it."""
+    from sweep.theory import critical_line, fixed_points, kernels, maps, quadrature
+
+    for name in mf.__all__:
+        assert hasattr(mf, name), name
+    assert mf.mean_field is fixed_points.mean_field and mf.chi_1 is fixed_points.chi_1
+    assert mf.length_map_iterates is maps.length_map_iterates
+    assert mf.order_chaos_boundary is critical_line.order_chaos_boundary
+    assert mf._FINE is quadrature._FINE and mf.gaussian_expectation is quadrature.gaussian_expectation
+    assert mf.gaussian_kernel is kernels.gaussian_kernel
+
+
+def test_host_normal_rule_is_exact_for_low_moments_and_across_a_kink():
+    from sweep.theory.quadrature import normal_gauss_legendre
+
+    x, w = normal_gauss_legendre(200)
+    assert w.sum() == pytest.approx(1.0, abs=1e-15) and np.all(np.diff(x) > 0)
+    np.testing.assert_allclose(
+        [w @ x**2, w @ x**4, w @ np.abs(x)], [1.0, 3.0, math.sqrt(2 / math.pi)], rtol=1e-12
+    )

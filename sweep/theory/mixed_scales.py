@@ -8,7 +8,7 @@ The MLP of ``sweep.nets.mlp`` (row vectors, layers 1..L hidden, L+1 the readout)
 
 The within-layer mixture m has two groups g ∈ {a, b} with fractions f_a = f, f_b = 1 - f and scales s_a,
 s_b; write μ = f s_a² + (1-f) s_b² for the mean squared scale and V(q) = E[φ(√q z)²],
-D(q) = E[φ'(√q z)²] (``mean_field.gaussian_moments``). With ``q_x`` the inputs' mean square:
+D(q) = E[φ'(√q z)²] (``sweep.theory.maps.gaussian_moments``). With ``q_x`` the inputs' mean square:
 
 - ``units`` (unit j's incoming weights all at its group's scale): the groups have different lengths,
   a two-component length map in which the next layer sees the average over the units,
@@ -34,7 +34,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from sweep.theory.mean_field import ActivationLike, gaussian_moments
+from sweep.theory.kernels import ActivationLike
+from sweep.theory.maps import gaussian_moments
 
 MIXES = ("none", "units", "entries")
 

@@ -38,7 +38,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from sweep.activations import get_activation
-from sweep.theory.mean_field import _FINE, gaussian_expectation, gaussian_kernel
+from sweep.theory.kernels import gaussian_kernel
+from sweep.theory.quadrature import _FINE, gaussian_expectation
 
 
 class ResidualProfile(NamedTuple):
