@@ -28,8 +28,8 @@ from plots.common import (
     run_config,
     sigma_styles,
 )
-from plots.spectra import d2_moments
 from sweep.theory.mean_field import chi_1, length_map_iterates
+from sweep.theory.spectral_moments import d2_moments
 
 
 def length_map_from_input(

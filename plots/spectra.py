@@ -36,14 +36,11 @@ rate, ...) is held at its first value, as the title says.
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr
@@ -51,15 +48,14 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
 from plots.common import readable_log_axis, run_config, spread
-from sweep.activations import get_activation
-from sweep.theory.free_probability import d2_law, jacobian_moments, singular_value_density
-from sweep.theory.mean_field import chi_1
+from sweep.theory.fixed_points import chi_1
+from sweep.theory.free_probability import log10_singular_value_density, predicted_below
+from sweep.theory.spectral_moments import jacobian_moments, layer_resolved_moments
 
 FLOOR_DECADES = 5.0  # float32 exact route: sigma below ~1e-6 sigma_max is round-off; one decade of margin
 MAX_CURVES = 3
 MAX_ROWS = 4
 N_BINS = 28
-_LN10 = math.log(10.0)
 _POOLED = ("seed", "jacobian_input", "sv")
 _DRAWN = ("activation", "sigma_w2", "sigma_b2", "depth", "init")
 _INIT_NAMES = {"gaussian": "Gaussian W", "orthogonal": "orthogonal W"}
@@ -181,15 +177,14 @@ def _theory(curve: Curve, depth: int, init: str, x: np.ndarray) -> _Theory:
     """Predicted density per unit log10(sigma) at ``x = log10 sigma`` and the atoms (or a note why not)."""
     if depth < 2:  # J = I
         return _Theory(x, np.zeros_like(x), ((1.0, 1.0),))
-    sigmas = 10.0**x
     try:
-        law = singular_value_density(
-            curve.activation, curve.sigma_w2, curve.sigma_b2, depth - 1, init, sigmas, log_step=1e-2
+        law = log10_singular_value_density(
+            curve.activation, curve.sigma_w2, curve.sigma_b2, depth - 1, init, x, log_step=1e-2
         )
     except (ValueError, RuntimeError) as err:
         reason = str(err).split(" (")[0].split(":")[0]
         return _Theory(x, np.full_like(x, np.nan), (), f"no theory curve ({reason})")
-    return _Theory(x, _LN10 * sigmas * law.density, law.atoms)
+    return _Theory(x, law.density, law.atoms)
 
 
 def spectra_figure(ds: xr.Dataset, step: int = 0) -> Figure:
@@ -315,79 +310,10 @@ def _spectra_panel(
         ax.text(0.02, 0.97 - 0.085 * i, text, color=colour, fontsize=6.5, va="top", transform=ax.transAxes)
 
 
-def predicted_below(theory: _Theory, floor: float) -> float:
-    """Predicted fraction of singular values below ``10**floor``: the atom at 0, the continuous density
-    integrated over the grid below the floor (trapezoid in log10 sigma), and the tail below the grid.
-
-    Integrating below the floor, not "1 - mass above", avoids the top edge, where the density can have an
-    integrable spike (one orthogonal factor) that a grid misses. Below the grid the density per log10(sigma)
-    falls like a power of sigma (sigma^(2/n) for n factors): the tail is extrapolated with the slope of
-    log10(density) over the lowest 0.3 decade of the grid."""
-    x, rho = theory.x, theory.density
-    seg = x <= floor
-    mass = float(np.trapezoid(rho[seg], x[seg]))
-    k = int(np.searchsorted(x, x[0] + 0.3))
-    if rho[0] > 0.0 and rho[k] > rho[0]:
-        mass += float(rho[0] / (math.log10(rho[k] / rho[0]) / (x[k] - x[0]) * _LN10))
-    zero = sum(m for loc, m in theory.atoms if loc == 0.0)
-    return min(zero + mass, 1.0)
-
-
 # -------------------------------------------------------------------------------------- spread figure
-_TWO_POINT = frozenset({"relu", "hard_tanh", "linear"})  # D^2 in {0, 1}: closed forms in d2_law
-
-
-@functools.cache
-def _d2_quadrature(activation: str) -> tuple[Callable[[np.ndarray], np.ndarray], np.ndarray, np.ndarray]:
-    """phi'(h)^2 (jitted, vectorised) and a Gauss-Legendre rule for N(0, 1) on [-10, 0] U [0, 10] (split at
-    0, so exact across a kink there)."""
-    dphi = jax.jit(jax.vmap(jax.grad(get_activation(activation))))
-    t, wt = np.polynomial.legendre.leggauss(200)
-    x = 5.0 * (t + 1.0)
-    w = 5.0 * wt * np.exp(-0.5 * x**2)
-    nodes, weights = np.concatenate([-x[::-1], x]), np.concatenate([w[::-1], w])
-
-    def d2(h: np.ndarray) -> np.ndarray:
-        flat = np.asarray(dphi(jnp.asarray(np.ravel(h), jnp.float32)), np.float64)
-        return flat.reshape(np.shape(h)) ** 2
-
-    return d2, nodes, weights / weights.sum()
-
-
-def d2_moments(
-    activation: str, sigma_w2: float, sigma_b2: float, q: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """(mu1, mu2) = (E[phi'(h)^2], E[phi'(h)^4]), h ~ N(0, q), at each q (the moments of the D^2 law)."""
-    q = np.asarray(q, np.float64)
-    if activation in _TWO_POINT:
-        laws = [d2_law(activation, sigma_w2, sigma_b2, q_star=float(v)) for v in q.ravel()]
-        mu1 = np.array([law.mu1 for law in laws]).reshape(q.shape)
-        return mu1, np.array([law.mu2 for law in laws]).reshape(q.shape)
-    d2, nodes, weights = _d2_quadrature(activation)
-    values = d2(np.sqrt(np.maximum(q, 0.0))[..., None] * nodes)
-    return values @ weights, values**2 @ weights
-
-
-def layer_resolved_moments(
-    activation: str, sigma_w2: float, sigma_b2: float, init: str, q_layers: np.ndarray
-) -> tuple[float, float]:
-    """(mean, var/mean^2) of the eigenvalues of J J^T at N = inf with factor l's D law taken at
-    ``q_layers[l]`` (the pre-activation variance of hidden layers 2..L) instead of q*. Free multiplicative
-    convolution multiplies the means (sigma_w2 mu1(q^l) per layer) and adds the relative variances
-    (mu2/mu1^2 - 1 per D^2, plus 1 per Gaussian W W^T, 0 per orthogonal one)."""
-    q = np.asarray(q_layers, np.float64)
-    if q.size == 0:
-        return 1.0, 0.0
-    mu1, mu2 = d2_moments(activation, sigma_w2, sigma_b2, q)
-    if (mu1 <= 0.0).any():
-        return 0.0, math.nan
-    s_w = 1.0 if init == "gaussian" else 0.0
-    return float(np.exp(np.sum(np.log(sigma_w2 * mu1)))), float(np.sum(mu2 / mu1**2 - 1.0 + s_w))
-
-
 def _moments(curve: Curve, init: str) -> tuple[float, float]:
     """(chi, r) with mean = chi^n and var/mean^2 = n r for n factors, from ``jacobian_moments`` at q* (one
-    factor; both laws are exact in n, see sweep.theory.free_probability); NaN where it has no answer."""
+    factor; both laws are exact in n, see sweep.theory.spectral_moments); NaN where it has no answer."""
     try:
         m = jacobian_moments(curve.activation, curve.sigma_w2, curve.sigma_b2, 1, init)
     except (ValueError, RuntimeError):
@@ -498,9 +424,6 @@ __all__ = [
     "SPECTRA_FIGURES",
     "Curve",
     "curves",
-    "d2_moments",
-    "layer_resolved_moments",
-    "predicted_below",
     "spectra_figure",
     "spectral_spread_figure",
 ]

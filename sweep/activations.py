@@ -2,7 +2,10 @@
 
 Every activation is a scalar-to-scalar function applied elementwise; its derivatives are taken with
 ``jax.grad`` where needed (theory, tests), so only the function itself is registered. Adding an
-activation is one entry in ``ACTIVATIONS``.
+activation is one entry in ``ACTIVATIONS``. Besides the functions this module holds the facts about them
+that code relies on: ``OUTPUT_DERIVATIVES`` (φ' from φ's output, for the hand-written backward
+pass) and ``STEP_DERIVATIVE`` (φ' ∈ {0, 1}). Their Gaussian averages (closed-form kernels) are in
+``sweep.theory.kernels``.
 """
 
 from __future__ import annotations
@@ -48,6 +51,12 @@ OUTPUT_DERIVATIVES: dict[Activation, Callable[[jax.Array], jax.Array]] = {
     jax.nn.relu: lambda a: (a > 0).astype(a.dtype),  # relu'(0) = 0, as jax.grad has it
     _linear: jnp.ones_like,
 }
+
+
+# Activations whose derivative takes only the values 0 and 1 (almost everywhere): D² = φ'(h)² is then a
+# two-point law, {0: 1 - p, 1: p} with p = E[φ'(h)²] (``sweep.theory.spectral_moments``), and the spectrum
+# of J Jᵀ solves a polynomial (``sweep.theory.free_probability``).
+STEP_DERIVATIVE: frozenset[str] = frozenset({"relu", "hard_tanh", "linear"})
 
 
 def get_activation(name: str) -> Activation:

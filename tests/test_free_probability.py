@@ -195,7 +195,7 @@ def test_relu_critical_binned_mass_matches_simulation(kind, cont_above):
     meas = np.histogram(eigs.ravel(), edges)[0] / eigs.size
     assert np.max(np.abs(pred - meas)) < 0.01, (pred, meas)  # measured: 0.0024 (Gaussian), 0.0013 (orth.)
     above = fp.mass_between(rho, 1e-4, 300.0)
-    assert above == pytest.approx(cont_above, abs=1e-3)  # SCIENCE.md
+    assert above == pytest.approx(cont_above, abs=1e-3)  # docs/theory.md
     assert np.mean(eigs > 1e-4) == pytest.approx(above, abs=0.015)  # measured 0.352 / 0.408
     assert rho.atoms == ((0.0, 0.5),)
 
@@ -224,7 +224,7 @@ def test_hard_tanh_near_criticality_cdf(kind):
 @pytest.mark.parametrize("kind", ["gaussian", "orthogonal"])
 def test_tanh_near_criticality_cdf_of_a_propagated_network(kind):
     sw, q = crit("tanh", TANH_SB2)
-    assert sw == pytest.approx(1.76, abs=0.005)  # SCIENCE.md check value
+    assert sw == pytest.approx(1.76, abs=0.005)  # check value of docs/theory.md
     rho = density("tanh", sw, TANH_SB2, kind)
     eigs = propagate("tanh", sw, TANH_SB2, q, kind)
     assert rho.atoms == ()
@@ -461,3 +461,15 @@ def test_hard_tanh_d2_law_and_arguments():
         fp.spectral_density("tanh", 1.5, 0.05, 3, "gaussian", np.ones(2), method="roots")
     with pytest.raises(KeyError):
         fp.d2_law("softsign", 1.0, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("act", "sw", "sb"), [("tanh", 1.5, 0.05), ("hard_tanh", 1.3, 0.1), ("relu", 1.6, 0.1)]
+)
+def test_d2_moments_at_q_star_are_the_laws_moments(act, sw, sb):
+    """``d2_moments`` (many q at once, float32 for smooth φ) agrees with ``d2_law`` at q*."""
+    from sweep.theory.spectral_moments import d2_moments
+
+    law = fp.d2_law(act, sw, sb)
+    mu1, mu2 = d2_moments(act, sw, sb, np.array([law.q_star]))
+    np.testing.assert_allclose([mu1[0], mu2[0]], [law.mu1, law.mu2], rtol=1e-6)

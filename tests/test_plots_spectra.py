@@ -18,14 +18,13 @@ from plots.spectra import (
     Curve,
     _theory,
     curves,
-    layer_resolved_moments,
-    predicted_below,
     spectra_figure,
     spectral_spread_figure,
 )
 from sweep import store
 from sweep.config import load_experiment
-from sweep.theory.free_probability import jacobian_moments
+from sweep.theory.free_probability import jacobian_moments, predicted_below
+from sweep.theory.spectral_moments import layer_resolved_moments
 
 EXPERIMENT = Path(__file__).resolve().parents[1] / "experiments" / "jacobian_spectra.toml"
 
@@ -116,8 +115,8 @@ def test_relu_gaussian_histogram_matches_free_probability():
     singular values. The mass in log10-sigma bins and below 1e-3 (atom 1/2 at 0 plus the continuous part)
     must match the N = inf law within 0.03 per bin. Justification: for independent draws the binomial
     standard error of a bin mass p is sqrt(p(1-p)/2048) <= 0.011; eigenvalues within one matrix repel
-    (less variance, not more), and the finite-N corrections are O(1/N) ~ 0.004 per bin (SCIENCE.md: N = 400,
-    8 factors matched within 0.003). relu's D law (Bernoulli 1/2) does not depend on q, so the input
+    (less variance, not more), and the finite-N corrections are O(1/N) ~ 0.004 per bin (docs/theory.md:
+    N = 400, 8 factors matched within 0.003). relu's D law (Bernoulli 1/2) does not depend on q, so the input
     transient of the first layer does not enter."""
     ds = sweep.run(
         EXPERIMENT,
