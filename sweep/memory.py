@@ -32,13 +32,14 @@ These coefficients come from XLA's buffer assignment of the compiled program (``
 its safety factor, less at depth 2; re-measured with ``sweep.nets.mlp_layer`` at 11 of those shapes:
 0.85-0.98, 0.90 for gelu and erf, 0.70 at depth 2) and of ``jacobian_record`` alone. The safety factor 1.25
 covers what a chunk costs the process beyond those buffers (allocator slack, the outputs copied to the
-host): in ``benchmarks/bench_memory.py`` (10,000 width-256 MLPs, 131 GB by this estimate, on a 2-core
-24 GB CPU, default budget 12.2 GB, 13 chunks) every chunk of depth 4-8 raised the RSS by 0.81-0.84 of
-its estimate (0.62 at depth 2; 0.73-0.76 with the Jacobian, at 512 variants) and the peak RSS was
-10.8 GB, 0.43 of the machine's memory (re-run with ``sweep.nets.mlp_layer``: 129 GB, 12 chunks, worst chunk
-0.82, peak 10.7 GB). An earlier estimate (5 P and 3 values per unit per row, times 2) was too small for
-such nets (a chunk raised the RSS by 1.19x its estimate), twice too large when the measurement rows
-dominate, and blind to the Jacobian.
+host): in ``benchmarks/bench_memory.py`` (10,000 width-256 tanh MLPs on a 2-core 24 GB CPU, default
+budget 12.2 GB) this estimate is 129 GB, cut into 12 chunks; the worst chunk raised the RSS by 0.82 of
+its estimate and the peak RSS was 10.7 GB. Before ``sweep.nets.mlp_layer`` kept one buffer per layer
+(2 values per unit for every activation, 131 GB, 13 chunks) every chunk of depth 4-8 raised the RSS by
+0.81-0.84 of its estimate (0.62 at depth 2; 0.73-0.76 with the Jacobian, at 512 variants) and the peak
+RSS was 10.8 GB, 0.43 of the machine's memory. An earlier estimate (5 P and 3 values per unit per row,
+times 2) was too small for such nets (a chunk raised the RSS by 1.19x its estimate), twice too large
+when the measurement rows dominate, and blind to the Jacobian.
 
 A device holds more than one variant's worth only for the variants it trains at once. On a CPU it
 trains its share of a chunk in passes of a few variants (``sweep.passes``): it holds one pass's training
@@ -62,7 +63,7 @@ import os
 
 import jax
 
-from sweep.nets.contract import resolve
+from sweep.nets.contract import resolve, uses_batch_statistics
 from sweep.nets.forward import N_PAIRS, sizes
 from sweep.passes import one_layer_bytes, variants_per_pass
 from sweep.spectrum import N_PROBES
@@ -120,6 +121,8 @@ def training_values(spec: GroupSpec, n_eval: int, n_test: int) -> float:
     units = row * spec.n_layers
     kept_per_unit = resolve(spec.arch).kept_per_unit
     kept = kept_per_unit(spec.model) if kept_per_unit else ACTIVATION_VALUES
+    if uses_batch_statistics(resolve(spec.arch), spec.model):  # measured a minibatch at a time
+        n_eval = min(n_eval, spec.batch_size)
     activations = kept * units * (spec.batch_size + n_eval) + ACTIVATION_VALUES * row * n_test
     return params + activations + jacobian_workspace(spec)
 
