@@ -32,6 +32,11 @@ Residual networks (``arch = "resnet"``, ``sweep.nets.resnet``; ``depth`` counts 
 per block, starting at alpha: 0 is SkipInit / ReZero). A field only some architectures read (these, the
 mixed scales) may leave its default only where the architecture reads it.
 
+Normalisation (``norm``, MLP and residual branches; ``sweep.nets.normalisation``): ``"none"``
+(default), ``"layer"`` or ``"batch"``, applied to the pre-activations, ``phi(N(W x + b))``. Batch norm
+couples the rows of a batch: its gradients and forward signal are measured in minibatches of
+``train.batch_size`` rows, and it has no per-example Jacobian (``measure.jacobian`` is refused).
+
 The architecture (``[model] arch``) is ``"mlp"``, ``"resnet"``, another registered name
 (``sweep.register_architecture``) or your own as ``"package.module:attribute"``, imported (from the
 installed packages or the current directory) when the file is validated; see
@@ -58,6 +63,7 @@ import numpy as np
 
 from sweep.activations import ACTIVATIONS
 from sweep.nets.initialisers import INITIALISERS
+from sweep.nets.normalisation import NORMS
 
 OPTIMIZERS = ("sgd", "momentum", "adam", "rmsprop")
 DATASETS = ("mnist1d", "gaussian_mixture", "mnist", "fashion_mnist", "cifar10")
@@ -85,6 +91,7 @@ class ModelConfig:
     branch_scale: float = 1.0  # resnet: alpha in x + alpha F(x) (dynamic)
     branch_scaling: str = "none"  # resnet: none | inv_sqrt_depth (alpha / sqrt(L))
     branch_gain: str = "fixed"  # resnet: fixed | learned (a scalar gain per block, starting at alpha)
+    norm: str = "none"  # none | layer | batch: phi(N(W x + b)) (mlp; resnet branches)
 
 
 @dataclass(frozen=True)
@@ -180,7 +187,13 @@ def _unit_interval(value: float) -> str | None:
 MIXES = ("none", "units", "entries")
 MIX_FIELDS = ("model.mix_scale_a", "model.mix_scale_b", "model.mix_fraction")
 BRANCH_FIELDS = ("model.branch", "model.branch_scale", "model.branch_scaling", "model.branch_gain")
-ADDED_FIELDS = ("model.mix", *MIX_FIELDS, "model.layer_scales", *BRANCH_FIELDS)  # see Experiment.fingerprint
+ADDED_FIELDS = (
+    "model.mix",
+    *MIX_FIELDS,
+    "model.layer_scales",
+    *BRANCH_FIELDS,
+    "model.norm",
+)  # see Experiment.fingerprint
 
 
 def parse_layer_scales(text: str) -> tuple[float, ...]:
@@ -232,6 +245,7 @@ FIELDS: dict[str, Field] = {
     "model.branch_scale": Field(float, False, _non_negative),
     "model.branch_scaling": Field(str, True, _choice(("none", "inv_sqrt_depth"))),
     "model.branch_gain": Field(str, True, _choice(("fixed", "learned"))),
+    "model.norm": Field(str, True, _choice(NORMS)),
     "data.name": Field(str, True, _choice(DATASETS)),
     "data.n_train": Field(int, True, _positive),
     "data.n_test": Field(int, True, _positive),
@@ -472,6 +486,7 @@ def experiment_from_dict(
     _check_jacobian_schedule(base, axes, source)
     _check_mix(base, axes, source)
     _check_architecture_fields(base, axes, source)
+    _check_batch_norm_jacobian(base, axes, source)
     return Experiment(base=base, axes=tuple(axes), source=source)
 
 
@@ -499,11 +514,23 @@ def _check_architecture_fields(base: Config, axes: list[Axis], source: str) -> N
         return  # model.arch's own check has said what is wrong
     read = [{f"model.{name}" for name in (*a.static_fields, *a.dynamic_fields)} for a in archs]
     default = Config()
-    for field in [*MIX_FIELDS, "model.mix", "model.layer_scales", *BRANCH_FIELDS]:
+    for field in [*MIX_FIELDS, "model.mix", "model.layer_scales", *BRANCH_FIELDS, "model.norm"]:
         used = set(swept.get(field, (base.get(field),))) != {default.get(field)}
         if used and not all(field in r for r in read):
             names = sorted(set(swept.get("model.arch", (base.model.arch,))))
             raise _fail(source, field, f"has no effect with model.arch = {', '.join(map(repr, names))}")
+
+
+def _check_batch_norm_jacobian(base: Config, axes: list[Axis], source: str) -> None:
+    """A batch-normalised network has no per-example input-output Jacobian: its rows are coupled."""
+    swept = {axis.field: axis.values for axis in axes}
+    jacobian = any(swept.get("measure.jacobian", (base.measure.jacobian,)))
+    if jacobian and "batch" in swept.get("model.norm", (base.model.norm,)):
+        problem = (
+            "is not measured with model.norm = 'batch' (a row's output depends on the rest of its "
+            "batch: there is no per-example Jacobian); use norm = 'layer' or set measure.jacobian = false"
+        )
+        raise _fail(source, "measure.jacobian", problem)
 
 
 def _check_jacobian_schedule(base: Config, axes: list[Axis], source: str) -> None:

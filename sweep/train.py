@@ -246,7 +246,7 @@ def train_variant(spec: GroupSpec, hyper: Hyper, data: TrainData) -> dict[str, j
         return TrainState(params, net_state, opt_state, state.diverged | ~finite, diverged_step), None
 
     def record(state: TrainState, step: jax.Array) -> dict[str, jax.Array]:
-        values = measure(state.params, state.net_state, arch, model, data.eval)
+        values = measure(state.params, state.net_state, arch, model, data.eval, spec.batch_size)
         if spec.jacobian is not None:
             values |= jacobian_record(
                 spec, arch, state.params, state.net_state, data.eval.x_eval, hyper.seed, step
@@ -261,7 +261,7 @@ def train_variant(spec: GroupSpec, hyper: Hyper, data: TrainData) -> dict[str, j
     steps = spec.record_steps
     bounds = jnp.asarray(np.stack([np.concatenate([[0], steps[:-1]]), steps], axis=1), jnp.int32)
     state, out = jax.lax.scan(interval, state, bounds)  # the first interval is empty: step 0
-    out |= forward_signal(params, net_state, arch, model, data.eval.x_eval)
+    out |= forward_signal(params, net_state, arch, model, data.eval.x_eval, spec.batch_size)
     out["diverged"] = state.diverged
     out["diverged_step"] = state.diverged_step
     return out

@@ -43,7 +43,10 @@ class Spec:
     """Static description of one network: one compiled program per distinct Spec.
 
     ``options`` holds the architecture's own static fields as ``(name, value)`` pairs, values as in the
-    experiment file (``Architecture.static_fields``); read them with ``spec.option(name)``.
+    experiment file (``Architecture.static_fields``); read them with ``spec.option(name)``. ``training``
+    says which of its two forms a network with a train/inference difference computes: the engine trains
+    and measures gradients with the spec it is given (True) and takes test accuracy with
+    ``dataclasses.replace(spec, training=False)``.
     """
 
     arch: str
@@ -54,6 +57,7 @@ class Spec:
     n_classes: int
     init: str  # a name of sweep.nets.initialisers.INITIALISERS
     options: tuple[tuple[str, Any], ...] = ()
+    training: bool = True  # False: the network as used for inference (e.g. batch norm's running statistics)
 
     def option(self, name: str) -> Any:
         return dict(self.options)[name]
@@ -85,6 +89,10 @@ class Architecture(NamedTuple):
         ``jax.custom_vjp`` (the MLP's) needs both Jacobian routes of its own.
       matrix_free_jacobian(params, state, x_row, spec, k, n_iter, key) -> (top [k], bottom [k], mean_sq).
       kept_per_unit(spec) -> float: values the backward pass keeps per unit of ``s`` and row (memory).
+      batch_statistics(spec) -> bool: whether ``spec.training`` normalises with the batch's statistics
+        (batch norm: the rows of a batch are coupled). The engine then measures gradients, loss and the
+        forward signal in minibatches of ``train.batch_size`` rows of the measurement subset, averaged
+        (``sweep.metrics``), and refuses per-example Jacobians.
     """
 
     init: Callable
@@ -98,6 +106,12 @@ class Architecture(NamedTuple):
     exact_jacobian: Callable | None = None
     matrix_free_jacobian: Callable | None = None
     kept_per_unit: Callable[[Spec], float] | None = None
+    batch_statistics: Callable[[Spec], bool] | None = None
+
+
+def uses_batch_statistics(arch: Architecture, spec: Spec) -> bool:
+    """``arch.batch_statistics(spec)``, False where the entry does not say."""
+    return arch.batch_statistics is not None and bool(arch.batch_statistics(spec))
 
 
 def spec_from_config(model: Any, input_dim: int, n_classes: int) -> Spec:
@@ -128,7 +142,7 @@ def contract_problem(arch: object, fields: Mapping[str, bool] | None = None) -> 
     for name in REQUIRED:
         if not callable(getattr(arch, name)):
             return f"{name} must be a function, got {getattr(arch, name)!r}"
-    for name in ("exact_jacobian", "matrix_free_jacobian", "kept_per_unit"):
+    for name in ("exact_jacobian", "matrix_free_jacobian", "kept_per_unit", "batch_statistics"):
         value = getattr(arch, name)
         if value is not None and not callable(value):
             return f"{name} must be a function or None, got {value!r}"

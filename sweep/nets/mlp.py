@@ -9,6 +9,12 @@ Row-vector convention, layers 1..L+1 (``model.depth = L`` hidden layers, then th
 The state the blocks carry is the pre-activation ``h`` [B, N]. Parameters: ``embed`` {w [d, N], b [N]},
 ``blocks`` {w [L-1, N, N], b [L-1, N]}, ``readout`` {w [N, C], b [C]}; no state (empty parts).
 
+With ``model.norm = "layer"`` or ``"batch"`` (``sweep.nets.normalisation``) every pre-activation of
+layers 1..L is normalised, ``h^l = N(phi(h^{l-1}) W^l + b^l)`` (``h^1 = N(x W^1 + b^1)``): the carried
+state and the tap are the normalised pre-activation, the input of phi. Each of those parts then also
+holds ``"norm"`` (params: gain and offset [N], stacked [L-1, N] in the blocks; batch norm's state:
+running mean and variance of the same shapes). The readout is never normalised.
+
 Standard parameterisation of the papers: ``W = sigma_w u`` with unit weights ``u`` from
 ``sweep.nets.initialisers`` (variance 1/fan_in), ``b ~ N(0, sigma_b2)``. The unit draws depend only on
 the variant's key and the shapes, so variants that differ only in sigma_w2/sigma_b2 share them (common
@@ -32,6 +38,8 @@ import numpy as np
 
 from sweep.activations import OUTPUT_DERIVATIVES
 from sweep.config import parse_layer_scales
+from sweep.nets import normalisation
+from sweep.nets.block_jacobian import exact_log10_sv, matrix_free_log10_sv
 from sweep.nets.contract import Architecture, Spec
 from sweep.nets.initialisers import unit_draws, unit_weight
 from sweep.nets.mlp_layer import hidden_layer
@@ -50,6 +58,7 @@ def spec(
     activation: str = "tanh",
     mix: str = "none",
     layer_scales: str = "1",
+    norm: str = "none",
 ) -> Spec:
     """An MLP's ``Spec`` (for tests and scripts; the engine builds it from the config)."""
     return Spec(
@@ -60,7 +69,7 @@ def spec(
         depth,
         n_classes,
         init,
-        (("mix", mix), ("layer_scales", layer_scales)),
+        (("mix", mix), ("layer_scales", layer_scales), ("norm", norm)),
     )
 
 
@@ -137,25 +146,39 @@ def init(key: jax.Array, dynamic: dict[str, jax.Array], spec: Spec) -> tuple[dic
     if scales is not None:
         for name, scale in scales.items():
             params[name]["w"] = params[name]["w"] * scale
-    return params, {"embed": {}, "blocks": {}, "readout": {}}
+    state = {"embed": {}, "blocks": {}, "readout": {}}
+    kind = spec.option("norm")
+    if kind != "none":
+        for name, depth in (("embed", None), ("blocks", hidden)):
+            params[name]["norm"], state[name]["norm"] = normalisation.init(kind, n, depth)
+    return params, state
+
+
+def _normalise(params: dict, state: dict, h: jax.Array, spec: Spec) -> tuple[jax.Array, dict]:
+    """``N(h)`` and the layer's new state; the identity (and no state) without ``model.norm``."""
+    kind = spec.option("norm")
+    if kind == "none":
+        return h, state
+    h, norm_state = normalisation.apply(kind, params["norm"], state.get("norm", {}), h, spec.training)
+    return h, (state | {"norm": norm_state}) if norm_state else state
 
 
 def embed(params: dict, state: dict, x: jax.Array, spec: Spec) -> tuple[jax.Array, dict, jax.Array]:
-    """``h^1 = x W^1 + b^1``: [B, d] -> [B, N] (its own tap)."""
-    h = x @ params["w"] + params["b"][None, :]
+    """``h^1 = N(x W^1 + b^1)``: [B, d] -> [B, N] (its own tap)."""
+    h, state = _normalise(params, state, x @ params["w"] + params["b"][None, :], spec)
     return h, state, h
 
 
 def block(params: dict, state: dict, h: jax.Array, spec: Spec) -> tuple[jax.Array, dict, jax.Array]:
-    """``h^{l+1} = phi(h^l) W + b`` by the hand-written layer: [B, N] -> [B, N] (its own tap)."""
-    h_next = hidden_layer(h, params["w"], params["b"], spec.phi)
+    """``h^{l+1} = N(phi(h^l) W + b)`` by the hand-written layer: [B, N] -> [B, N] (its own tap)."""
+    h_next, state = _normalise(params, state, hidden_layer(h, params["w"], params["b"], spec.phi), spec)
     return h_next, state, h_next
 
 
 def plain_block(params: dict, state: dict, h: jax.Array, spec: Spec) -> tuple[jax.Array, dict, jax.Array]:
     """The formula ``block`` computes, written plainly (differentiable in both modes, ``jax.jvp``
     included, which the hand-written layer's ``custom_vjp`` is not)."""
-    h_next = spec.phi(h) @ params["w"] + params["b"][None, :]
+    h_next, state = _normalise(params, state, spec.phi(h) @ params["w"] + params["b"][None, :], spec)
     return h_next, state, h_next
 
 
@@ -165,7 +188,10 @@ def readout(params: dict, state: dict, h: jax.Array, spec: Spec) -> tuple[jax.Ar
 
 
 def exact_jacobian(params: dict, state: dict, x: jax.Array, spec: Spec) -> jax.Array:
-    """``log10`` singular values of ``dx^L/dx^1`` at one input x [d]: [N] (``sweep.spectrum``)."""
+    """``log10`` singular values of ``dx^L/dx^1`` at one input x [d]: [N] (``sweep.spectrum``). With
+    layer norm: those of the block stack ``dh^L/dh^1`` (``sweep.nets.block_jacobian``, plain blocks)."""
+    if spec.option("norm") != "none":
+        return exact_log10_sv(PLAIN_MLP, params, state, x, spec)
     h1 = x @ params["embed"]["w"] + params["embed"]["b"]
     return exact_log10_singular_values(params["blocks"]["w"], params["blocks"]["b"], h1, spec.phi)
 
@@ -173,15 +199,20 @@ def exact_jacobian(params: dict, state: dict, x: jax.Array, spec: Spec) -> jax.A
 def matrix_free_jacobian(
     params: dict, state: dict, x: jax.Array, spec: Spec, k: int, n_iter: int, key: jax.Array
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Top and bottom ``log10`` singular values of ``dx^L/dx^1`` and its log10 mean square, by Lanczos."""
+    """Top and bottom ``log10`` singular values of ``dx^L/dx^1`` and its log10 mean square, by Lanczos
+    (with layer norm: of the block stack, as in ``exact_jacobian``)."""
+    if spec.option("norm") != "none":
+        return matrix_free_log10_sv(PLAIN_MLP, params, state, x, spec, k, n_iter, key)
     h1 = x @ params["embed"]["w"] + params["embed"]["b"]
     hidden_w, hidden_b = params["blocks"]["w"], params["blocks"]["b"]
     return matrix_free_log10_singular_values(hidden_w, hidden_b, h1, spec.phi, k, n_iter, key)
 
 
 def kept_per_unit(spec: Spec) -> float:
-    """The hand-written layer keeps phi(h) alone where phi' is a function of it, else h and phi(h)."""
-    return KEPT_FROM_OUTPUT if spec.phi in OUTPUT_DERIVATIVES else ACTIVATION_VALUES
+    """The hand-written layer keeps phi(h) alone where phi' is a function of it, else h and phi(h);
+    normalisation keeps its input and output besides."""
+    kept = KEPT_FROM_OUTPUT if spec.phi in OUTPUT_DERIVATIVES else ACTIVATION_VALUES
+    return kept + (2.0 if spec.option("norm") != "none" else 0.0)
 
 
 MLP = Architecture(
@@ -190,10 +221,13 @@ MLP = Architecture(
     block=block,
     readout=readout,
     n_blocks=lambda spec: spec.depth - 1,
-    static_fields=("mix", "layer_scales"),
+    static_fields=("mix", "layer_scales", "norm"),
     dynamic_fields=("mix_scale_a", "mix_scale_b", "mix_fraction"),
     theory="mlp",
     exact_jacobian=exact_jacobian,
     matrix_free_jacobian=matrix_free_jacobian,
     kept_per_unit=kept_per_unit,
+    batch_statistics=lambda spec: spec.option("norm") == "batch",
 )
+PLAIN_MLP = MLP._replace(block=plain_block, exact_jacobian=None, matrix_free_jacobian=None)
+"""The same network with plainly written blocks (what the generic Jacobian routes differentiate)."""

@@ -17,6 +17,11 @@ Parameters (standard parameterisation, ``sweep.nets.initialisers``): ``embed`` {
 ``readout`` {w [N, C], b [C]}. All unit draws come from one ``jax.random.normal`` call on the variant's
 key, cut in a fixed order (common random numbers across sigma_w2, sigma_b2 and branch_scale).
 Layers of the gradient norms: 1 embed, 2..L+1 the blocks (W1 and W2 together), L+2 the readout.
+
+With ``model.norm = "layer"`` or ``"batch"`` (``sweep.nets.normalisation``) the branch normalises its
+pre-activation, ``phi(N(x W1 + b1))``; the blocks then also hold ``"norm"`` (gain and offset [L, N];
+batch norm's running statistics in the state), and the tap is the normalised pre-activation. The stream,
+the embedding and the readout are never normalised.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import math
 import jax
 import jax.numpy as jnp
 
+from sweep.nets import normalisation
 from sweep.nets.contract import Architecture, Spec
 from sweep.nets.initialisers import unit_draws, unit_weight
 
@@ -40,9 +46,15 @@ def spec(
     branch: str = "full",
     branch_scaling: str = "none",
     branch_gain: str = "fixed",
+    norm: str = "none",
 ) -> Spec:
     """A residual network's ``Spec`` (for tests and scripts; the engine builds it from the config)."""
-    options = (("branch", branch), ("branch_scaling", branch_scaling), ("branch_gain", branch_gain))
+    options = (
+        ("branch", branch),
+        ("branch_scaling", branch_scaling),
+        ("branch_gain", branch_gain),
+        ("norm", norm),
+    )
     return Spec("resnet", activation, input_dim, width, depth, n_classes, init, options)
 
 
@@ -79,6 +91,8 @@ def init(key: jax.Array, dynamic: dict[str, jax.Array], spec: Spec) -> tuple[dic
     }
     # a fixed gain is not trained: it rides in the state (a vmapped value, one compile for every alpha)
     fixed = {} if "gain" in blocks else {"scale": jnp.full((depth,), dynamic["branch_scale"], jnp.float32)}
+    if spec.option("norm") != "none":
+        blocks["norm"], fixed["norm"] = normalisation.init(spec.option("norm"), n, depth)
     return params, {"embed": {}, "blocks": fixed, "readout": {}}
 
 
@@ -89,8 +103,13 @@ def embed(params: dict, state: dict, x: jax.Array, spec: Spec) -> tuple[jax.Arra
 
 
 def block(params: dict, state: dict, x: jax.Array, spec: Spec) -> tuple[jax.Array, dict, jax.Array]:
-    """``x + a F(x)``: [B, N] -> [B, N]; the tap is the branch pre-activation ``x W1 + b1``."""
+    """``x + a F(x)``: [B, N] -> [B, N]; the tap is the branch pre-activation ``N(x W1 + b1)``."""
     h = x @ params["w1"] + params["b1"][None, :]
+    if spec.option("norm") != "none":
+        h, norm_state = normalisation.apply(
+            spec.option("norm"), params["norm"], state["norm"], h, spec.training
+        )
+        state = state | {"norm": norm_state}
     branch = spec.phi(h)
     if spec.option("branch") == "full":
         branch = branch @ params["w2"] + params["b2"][None, :]
@@ -104,8 +123,10 @@ def readout(params: dict, state: dict, x: jax.Array, spec: Spec) -> tuple[jax.Ar
 
 
 def kept_per_unit(spec: Spec) -> float:
-    """Per unit of the stream and row: h and phi(h) of the branch, its output for "full", the stream."""
-    return 4.0 if spec.option("branch") == "full" else 3.0
+    """Per unit of the stream and row: h and phi(h) of the branch, its output for "full", the stream;
+    normalisation's input and output besides."""
+    kept = 4.0 if spec.option("branch") == "full" else 3.0
+    return kept + (2.0 if spec.option("norm") != "none" else 0.0)
 
 
 RESNET = Architecture(
@@ -114,8 +135,9 @@ RESNET = Architecture(
     block=block,
     readout=readout,
     n_blocks=lambda spec: spec.depth,
-    static_fields=("branch", "branch_scaling", "branch_gain"),
+    static_fields=("branch", "branch_scaling", "branch_gain", "norm"),
     dynamic_fields=("branch_scale",),
     theory="resnet",
     kept_per_unit=kept_per_unit,
+    batch_statistics=lambda spec: spec.option("norm") == "batch",
 )
