@@ -4,6 +4,8 @@
     sweep theory --activation erf --sigma-b2 0.1 --sigma-w2 1 2 3 --json
     sweep theory --activation tanh --sigma-b2 0.05 --plot phase.png
     sweep theory --arch resnet --activation relu --sigma-b2 0 --depth 50 --branch-scale 0.5
+    sweep theory --norm batch --activation relu --sigma-b2 0 --batch-size 8 32 128
+    sweep theory --norm layer --activation tanh --sigma-b2 0.05
 
 The main CLI (``sweep.cli``) builds the sub-parser with ``add_theory_arguments`` and calls ``run_theory``.
 """
@@ -22,6 +24,7 @@ import numpy as np
 from sweep.activations import ACTIVATIONS
 
 DEFAULT_SIGMA_W2 = (1.0, 1.5, 2.0, 2.5, 3.0, 4.0)
+DEFAULT_BATCH_SIZES = (4, 8, 16, 32, 64, 128, 256)
 FIELDS = ("q_star", "c_star", "chi_1", "chi_c", "xi_q", "xi_c")
 PLOT_SUFFIXES = (".png", ".pdf")
 
@@ -58,6 +61,21 @@ def add_theory_arguments(parser: argparse.ArgumentParser) -> None:
     resnet.add_argument("--branch", choices=("full", "reduced"), default="full")
     resnet.add_argument("--branch-scale", type=float, default=1.0, metavar="A", help="alpha (default 1)")
     resnet.add_argument("--branch-scaling", choices=("none", "inv_sqrt_depth"), default="none")
+    norm = parser.add_argument_group("normalised networks (--norm; sweep.theory.normalisation)")
+    norm.add_argument(
+        "--norm",
+        choices=("none", "layer", "batch"),
+        default="none",
+        help="layer: the layer-norm mean field per sigma_w2; batch: the gradient growth per batch size",
+    )
+    norm.add_argument(
+        "--batch-size",
+        type=int,
+        nargs="+",
+        default=list(DEFAULT_BATCH_SIZES),
+        metavar="B",
+        help=f"--norm batch: minibatch sizes (default: {' '.join(map(str, DEFAULT_BATCH_SIZES))})",
+    )
 
 
 def _error(message: str) -> int:
@@ -128,6 +146,59 @@ def _print_residual_table(report: dict) -> None:
     print("(grad_ratio: |dL/dW| of block 1 over block L at initialisation; inf or NaN: not predicted)")
 
 
+LAYER_NORM_FIELDS = ("chi_1", "c_star", "chi_c", "xi_c")
+
+
+def layer_norm_report(activation: str, sigma_b2: float, sigma_w2: list[float]) -> dict:
+    """``sweep theory --norm layer``: chi_1 (the squared gradient's factor per layer), c*, chi_c and xi_c
+    of a layer-normalised MLP per sigma_w2 (q is 1 at every layer), and its critical sigma_w2."""
+    from sweep.theory.normalisation import layer_norm_critical_sigma_w2, layer_norm_mean_field
+
+    points = [
+        {"sigma_w2": float(w), "sigma_b2": float(sigma_b2)}
+        | {k: _json_number(v) for k, v in layer_norm_mean_field(activation, w, sigma_b2)._asdict().items()}
+        for w in sigma_w2
+    ]
+    critical = layer_norm_critical_sigma_w2(activation, sigma_b2)
+    return {
+        "norm": "layer",
+        "activation": activation,
+        "sigma_b2": sigma_b2,
+        "critical_sigma_w2": _json_number(critical),
+        "points": points,
+    }
+
+
+def batch_norm_report(activation: str, batch_sizes: list[int]) -> dict:
+    """``sweep theory --norm batch``: the squared gradient norm's growth per layer toward the input at
+    each minibatch size (any sigma_w2, sigma_b2); ``exact`` False: the large-batch limit."""
+    from sweep.theory.normalisation import batch_norm_growth
+
+    points = []
+    for b in batch_sizes:
+        growth = batch_norm_growth(activation, b)
+        points.append({"batch_size": b, "growth": _json_number(growth.growth), "exact": growth.exact})
+    return {"norm": "batch", "activation": activation, "points": points}
+
+
+def _print_norm_table(report: dict) -> None:
+    if report["norm"] == "batch":
+        print(f"batch norm, activation {report['activation']}: squared gradient norm's growth per layer")
+        _print_columns(("batch_size", "growth"), report["points"])
+        if not all(p["exact"] for p in report["points"]):
+            print("(a nonlinear activation's growth at finite batch sizes has no closed form: this is its")
+            print(" large-batch limit E[phi'(z)^2] / Var phi(z); linear nets: (B - 2) / (B - 3) exactly)")
+        return
+    critical = report["critical_sigma_w2"]
+    where = f"activation {report['activation']}, sigma_b2 = {report['sigma_b2']:g}"
+    print(f"layer norm, {where} (q = 1 at every layer)")
+    print(f"critical sigma_w2 (chi_1 = 1): {'none' if critical is None else f'{critical:.6g}'}")
+    _print_columns(("sigma_w2", *LAYER_NORM_FIELDS), report["points"])
+    print("(chi_1: the squared gradient's factor per layer; < 1 ordered, > 1 chaotic)")
+    if any(p[name] is None for p in report["points"] for name in LAYER_NORM_FIELDS):
+        print("(inf: no finite depth scale)")
+
+
 def _format(x: float | None) -> str:
     return "inf" if x is None else f"{x:.6g}"
 
@@ -172,6 +243,23 @@ def run_theory(args: argparse.Namespace) -> int:
         return _error(f"--sigma-w2 values must be finite and > 0, got {bad[0]}")
     if args.plot is not None and args.plot.suffix.lower() not in PLOT_SUFFIXES:
         return _error(f"--plot {str(args.plot)!r} must end in .png or .pdf")
+    norm = getattr(args, "norm", "none")
+    if norm != "none":
+        if getattr(args, "arch", "mlp") != "mlp":
+            return _error("--norm tabulates the normalised MLP's theory; leave --arch at mlp")
+        if args.plot is not None:
+            return _error("--plot draws the plain MLP's phase diagram; it has no --norm form")
+        if norm == "batch" and any(b < 1 for b in args.batch_size):
+            return _error(f"--batch-size values must be at least 1, got {min(args.batch_size)}")
+        if norm == "layer":
+            report = layer_norm_report(args.activation, args.sigma_b2, sigma_w2)
+        else:
+            report = batch_norm_report(args.activation, args.batch_size)
+        if args.json:
+            print(json.dumps(report))
+        else:
+            _print_norm_table(report)
+        return 0
     if getattr(args, "arch", "mlp") == "resnet":
         if args.depth < 1:
             return _error(f"--depth must be at least 1, got {args.depth}")

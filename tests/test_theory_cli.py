@@ -118,3 +118,40 @@ def test_resnet_theory_gives_the_exact_facts(capsys):
         run_theory(parse("--arch", "resnet", "--activation", "tanh", "--sigma-b2", "0", "--depth", "0")) == 2
     )
     assert "--depth must be at least 1" in capsys.readouterr().err
+
+
+def test_normalised_theory_tables(capsys):
+    """--norm batch: (B - 2)/(B - 3) for linear nets, the large-batch limit (relu: pi / (pi - 1)) marked
+    inexact otherwise; --norm layer: q pinned, chi_1 = sigma_w2 D / (sigma_w2 V + sigma_b2) per sigma_w2."""
+    argv = (
+        "--norm",
+        "batch",
+        "--activation",
+        "linear",
+        "--sigma-b2",
+        "0",
+        "--batch-size",
+        "4",
+        "8",
+        "--json",
+    )
+    assert run_theory(parse(*argv)) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [(p["batch_size"], p["growth"], p["exact"]) for p in report["points"]] == [
+        (4, 2.0, True),
+        (8, 1.2, True),
+    ]
+    assert run_theory(parse("--norm", "batch", "--activation", "relu", "--sigma-b2", "0")) == 0
+    out = capsys.readouterr().out
+    assert "1.46694" in out and "large-batch limit" in out
+    argv = ("--norm", "layer", "--activation", "relu", "--sigma-b2", "0.5", "--sigma-w2", "1", "--json")
+    assert run_theory(parse(*argv)) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["points"][0]["chi_1"] == pytest.approx(0.5 / 1.0) and report["critical_sigma_w2"] is None
+    assert run_theory(parse("--norm", "layer", "--activation", "tanh", "--sigma-b2", "0.05")) == 0
+    assert "critical sigma_w2 (chi_1 = 1): 0.713" in capsys.readouterr().out
+    assert (
+        run_theory(parse("--norm", "batch", "--activation", "tanh", "--sigma-b2", "0", "--batch-size", "0"))
+        == 2
+    )
+    assert "--batch-size values must be at least 1" in capsys.readouterr().err
