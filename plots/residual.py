@@ -127,10 +127,10 @@ def plain_prediction(ds: xr.Dataset, activation: str, sigma_w2: float, sigma_b2:
     out = []
     for depth in ds["depth"].values:
         n = width if width is not None else int(ds["width"].values[0])
-        p = mixed_profile(
-            activation, sigma_w2, sigma_b2, q_input, depth=int(depth), width=n, input_dim=input_dim
-        )
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):  # past float32: NaN
+            p = mixed_profile(
+                activation, sigma_w2, sigma_b2, q_input, depth=int(depth), width=n, input_dim=input_dim
+            )
             out.append(np.sqrt(p.grad_sq[0] / p.grad_sq[int(depth) - 1]))
     return np.array(out)
 
