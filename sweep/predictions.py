@@ -9,6 +9,8 @@ above ``measure.trained_accuracy``, seeds averaged) agrees with the rule "depth 
 Runs with mixed weight scales (``model.mix`` or ``model.layer_scales``) also get the mixed-scale mean
 field (``sweep.theory.mixed_scales``): ``grad_norm_theory``, ``q_layer_theory``, ``chi_layer`` and
 ``chi_mean`` (see ``add_mixed_predictions``); q_star, chi_1 and xi_c stay those of the unmixed network.
+Normalised MLPs (``model.norm``) get ``grad_growth_theory`` (``add_normalisation_predictions``) instead
+of the plain network's q*, c*, chi_1 and xi_c, which do not describe them.
 """
 
 from __future__ import annotations
@@ -73,9 +75,13 @@ def add_predictions(ds: xr.Dataset) -> xr.Dataset:
     theory gets none."""
     arch = _field(ds, "model", "arch")
     theories = {str(name): theory_of(str(name)) for name in np.unique(np.atleast_1d(arch.values))}
+    plain = _field(ds, "model", "norm") == "none" if "norm" in _config(ds)["model"] else xr.DataArray(True)
+    if not bool(plain.all()):
+        ds = add_normalisation_predictions(ds)
     if "resnet" in theories.values():
         ds = add_residual_predictions(ds, {name for name, theory in theories.items() if theory == "resnet"})
     follows = xr.apply_ufunc(np.vectorize(lambda name: theories[str(name)] == "mlp", otypes=[bool]), arch)
+    follows = follows & plain  # a normalised network follows its own theory (add_normalisation_predictions)
     if not bool(follows.any()):
         return ds
     ds = _add_mlp_predictions(ds)
@@ -125,6 +131,7 @@ MIXED_PREDICTED = {
 
 RESIDUAL_INPUTS = (
     "arch",
+    "norm",
     "activation",
     "sigma_w2",
     "sigma_b2",
@@ -151,13 +158,14 @@ def add_residual_predictions(ds: xr.Dataset, archs: set[str]) -> xr.Dataset:
     fields = {
         key: xr.broadcast(_field(ds, "model", key), ds["completed"])[0].transpose(*grid).values
         for key in RESIDUAL_INPUTS
+        if key in _config(ds)["model"] or key in ds.dims
     }
     q_input = float(ds.attrs.get("input_mean_square", 1.0))
     q_layer = np.full((*shape, ds.sizes["layer"]), np.nan)
     q_last, ratio = np.full(shape, np.nan), np.full(shape, np.nan)
     for index in np.ndindex(shape):
-        v = {key: fields[key][index].item() for key in RESIDUAL_INPUTS}
-        if str(v["arch"]) not in archs:
+        v = {key: values[index].item() for key, values in fields.items()}
+        if str(v["arch"]) not in archs or v.get("norm", "none") != "none":
             continue
         depth = int(v["depth"])
         alpha = float(v["branch_scale"]) / (
@@ -174,6 +182,38 @@ def add_residual_predictions(ds: xr.Dataset, archs: set[str]) -> xr.Dataset:
         grad_ratio_theory=(grid, ratio),
     )
     return label(ds, RESIDUAL_PREDICTED)
+
+
+NORMALISATION_PREDICTED = {
+    "grad_growth_theory": "normalisation mean field: growth per layer of the squared gradient norm toward "
+    "the input at init (batch norm: (B-2)/(B-3) for linear nets, else its large-batch limit; "
+    "layer norm: chi_1)",
+}
+
+
+def add_normalisation_predictions(ds: xr.Dataset) -> xr.Dataset:
+    """``grad_growth_theory`` (*grid) of every normalised MLP (``sweep.theory.normalisation``): batch
+    norm's growth at the variant's ``train.batch_size`` (the size of its measured minibatches), layer
+    norm's chi_1; NaN for other variants (a normalised residual branch has no such theory here)."""
+    from sweep.theory.normalisation import batch_norm_growth, layer_norm_mean_field
+
+    grid = ds["completed"].dims
+    inputs = [("model", "arch"), ("model", "norm"), ("model", "activation"), ("model", "sigma_w2")]
+    inputs += [("model", "sigma_b2"), ("train", "batch_size")]
+    values = {
+        key: xr.broadcast(_field(ds, section, key), ds["completed"])[0].transpose(*grid).values
+        for section, key in inputs
+    }
+    growth = np.full(ds["completed"].shape, np.nan)
+    for index in np.ndindex(growth.shape):
+        v = {key: array[index].item() for key, array in values.items()}
+        if v["arch"] != "mlp" or v["norm"] == "none":
+            continue
+        if v["norm"] == "batch":
+            growth[index] = batch_norm_growth(str(v["activation"]), int(v["batch_size"])).growth
+        else:
+            growth[index] = layer_norm_mean_field(str(v["activation"]), v["sigma_w2"], v["sigma_b2"]).chi_1
+    return label(ds.assign(grad_growth_theory=(grid, growth)), NORMALISATION_PREDICTED)
 
 
 def uses_mixed_scales(ds: xr.Dataset) -> bool:
