@@ -19,6 +19,12 @@ from plots.correlation import correlation_maps_figure, order_chaos_theory_figure
 from plots.gradients import gradient_norms_figure
 from plots.init_schemes import init_schemes_figure
 from plots.mixed_scales import mixed_scales_figure, shows_mixed_scales
+from plots.normalisation import (
+    normalisation_depth_figure,
+    normalisation_growth_figure,
+    shows_normalisation_depth,
+    shows_normalisation_growth,
+)
 from plots.phase_diagram import phase_diagram_figure
 from plots.residual import (
     residual_gradients_figure,
@@ -81,6 +87,8 @@ FIGURES: dict[str, tuple[Callable[[xr.Dataset], Figure], Applies]] = {
     "mixed_scales": (mixed_scales_figure, shows_mixed_scales),
     "residual_gradients": (residual_gradients_figure, shows_residual_gradients),
     "residual_trainability": (residual_trainability_figure, shows_residual_trainability),
+    "normalisation_growth": (normalisation_growth_figure, shows_normalisation_growth),
+    "normalisation_depth": (normalisation_depth_figure, shows_normalisation_depth),
 } | {name: (make, needs(*dims)) for name, (make, dims) in SPECTRA_FIGURES.items()}
 
 

@@ -50,6 +50,25 @@ def final_value(da: xr.DataArray) -> xr.DataArray:
     return xr.DataArray(picked, dims=dims, coords={d: da.coords[d] for d in dims if d in da.coords})
 
 
+def gradient_growth(grad_norm: xr.DataArray, skip: int = 3) -> xr.DataArray:
+    """The measured growth per layer of the squared gradient norm toward the input: ``exp(-slope)`` of
+    a least-squares line through ``log |dL/dW^l|^2`` over each variant's layers ``skip+1 .. n-skip`` (n:
+    its finite layers; the hidden layers away from the input and the readout, whose gradients follow
+    the data and the loss rather than the recursion); NaN where fewer than 3 remain. The grid's dims
+    without ``layer``."""
+    values = np.moveaxis(grad_norm.values, grad_norm.get_axis_num("layer"), -1).astype(np.float64)
+    out = np.full(values.shape[:-1], np.nan)
+    for index in np.ndindex(out.shape):
+        g = values[index]
+        n = int(np.sum(np.isfinite(g)))
+        inner = g[skip : n - skip]
+        if len(inner) >= 3 and np.all(inner > 0):
+            out[index] = np.exp(-np.polyfit(np.arange(len(inner)), np.log(inner**2), 1)[0])
+    dims = [d for d in grad_norm.dims if d != "layer"]
+    coords = {d: grad_norm.coords[d] for d in dims if d in grad_norm.coords}
+    return xr.DataArray(out, dims=dims, coords=coords)
+
+
 def final_accuracy(ds: xr.Dataset, variable: str = "train_accuracy") -> xr.DataArray:
     """Accuracy at the end of training; diverged or missing variants count as chance (1 / n_classes)."""
     chance = 1.0 / float(ds.attrs.get("n_classes", 10))

@@ -29,7 +29,7 @@ def tiny_overrides(path: Path, run: str | None) -> list[str]:
         "model.width=8",
         "model.depth=[2, 3]" if "model.depth" in swept else "model.depth=3",
         f"train.steps={steps}",
-        "train.batch_size=8",
+        "train.batch_size=[4, 8]" if "train.batch_size" in swept else "train.batch_size=8",
         "data.n_train=64",
         "data.n_test=16",
         "measure.every=2",

@@ -191,3 +191,23 @@ def test_batch_norm_and_jacobians_are_refused(tiny):
     tiny["model"].update(norm="layer", arch="examples.gated_mlp:GATED")
     with pytest.raises(ConfigError, match=r"model\.norm: has no effect with model\.arch"):
         experiment_from_dict(tiny, "<dict>")
+
+
+def test_gradient_growth_recovers_a_geometric_profile():
+    """|dL/dW^l|^2 = r^(L - l) exactly (with a readout and an input layer off the line, and a shorter
+    net padded with NaN as a results Dataset holds it) gives r; too few layers give NaN."""
+    import xarray as xr
+
+    from sweep.predictions import gradient_growth
+
+    layers = np.arange(1, 22)
+    deep = 1.3 ** ((21 - layers) / 2)
+    deep[0], deep[-1] = 50.0, 1e-3  # the input layer and the readout follow other rules
+    short = np.full(21, np.nan)
+    short[:10] = 1.1 ** ((10 - np.arange(1, 11)) / 2)
+    too_short = np.full(21, np.nan)
+    too_short[:6] = 1.0
+    da = xr.DataArray(np.stack([deep, short, too_short]), dims=("depth", "layer"), coords={"layer": layers})
+    growth = gradient_growth(da).values
+    np.testing.assert_allclose(growth[:2], [1.3, 1.1], rtol=1e-12)
+    assert np.isnan(growth[2])
