@@ -5,7 +5,7 @@ Prints two overheads:
 
 - chunking + saving (atomic, checksummed .npz per chunk, read back and verified before the results
   file): target at most 5% against one chunk in memory;
-- durability alone: the time inside the CRC-32s (``sweep.integrity``: chunks written and read back,
+- durability alone: the time inside the CRC-32s (``sweep.storage.integrity``: chunks written and read back,
   results file) and the directory flushes after each rename, measured directly as a share of the
   chunked run (target at most 2%), and the same run timed with them switched off.
 
@@ -30,7 +30,8 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from sweep import engine, integrity, store
+from sweep.runner import engine
+from sweep.storage import integrity, store
 
 
 def experiment(n_variants: int) -> dict:

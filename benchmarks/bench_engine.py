@@ -3,12 +3,12 @@
 For each case (the same problem everywhere: tanh MLP, Gaussian-mixture data, SGD, sigma_w2 x seed
 variants), in the same run:
 
-- **engine**: ``sweep.engine.run`` on the experiment, in a fresh process, timed whole (interpreter start,
-  imports, data, compile, training, results); the engine's own ``compile_seconds``/``run_seconds``
-  (``Dataset.attrs``) are reported too. ``--xla-flags`` sets XLA_FLAGS for it (default: inherited).
-  The compilation cache is off (every program compiled afresh: the ratio targets are judged on this);
-  one more run after a run that filled a fresh cache shows what a user's second run of these shapes
-  costs (``engine, cache warm``).
+- **engine**: ``sweep.runner.engine.run`` on the experiment, in a fresh process, timed whole (interpreter
+  start, imports, data, compile, training, results); the engine's own ``compile_seconds``/``run_seconds``
+  (``Dataset.attrs``) are reported too. ``--xla-flags`` sets XLA_FLAGS for it (default: inherited). The
+  compilation cache is off (every program compiled afresh: the ratio targets are judged on this); one more run
+  after a run that filled a fresh cache shows what a user's second run of these shapes costs (``engine, cache
+  warm``).
 - **pytorch loop**: the sequential script, one ``nn.Sequential`` per variant with the same init
   (``W ~ N(0, sigma_w2/fan_in)``, ``b ~ N(0, sigma_b2)``), SGD, same batch and steps, cross-entropy,
   measured (loss, accuracies, gradient norms) at step 0 and at the end like the engine; a fresh process,
@@ -58,7 +58,7 @@ def engine_worker(case: Case) -> None:
     start = time.perf_counter()
     import numpy as np
 
-    from sweep.engine import run
+    from sweep.runner.engine import run
 
     imported = time.perf_counter()
     ds = run(case.experiment())
@@ -268,7 +268,7 @@ def summarise(name: str, case: Case, rows: dict) -> dict:
     summary["engine_rest_seconds"] = rest  # data, init transfer, assembly, theory predictions
     print(f"   {'':30s}{'whole process':>15s}   detail")
     print(
-        f"   {'engine (sweep.engine.run)':30s}{engine['process_seconds']:13.1f} s   "
+        f"   {'engine (sweep.runner.engine.run)':30s}{engine['process_seconds']:13.1f} s   "
         f"imports {engine['import_seconds']:.1f} s, compile {engine['compile_seconds']:.1f} s, "
         f"run {engine['run_seconds']:.1f} s = {steady:.1f} GFLOP/s, rest of run() {rest:.1f} s; "
         f"diverged {engine['diverged']}"

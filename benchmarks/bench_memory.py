@@ -1,12 +1,12 @@
 """A sweep far larger than memory runs in chunks: the footprint estimate against the measured peak RSS.
 
-One run of ``sweep.engine.run(experiment, out=tmpdir)`` in a fresh worker process, on a grid chosen so
-that ALL its variants at once would need far more memory than the machine has by ``sweep.memory``'s
+One run of ``sweep.runner.engine.run(experiment, out=tmpdir)`` in a fresh worker process, on a grid chosen so
+that ALL its variants at once would need far more memory than the machine has by ``sweep.runner.memory``'s
 estimate (default: 10,000 tanh MLPs of width 256, depth 2/4/6/8 x 625 values of sigma_w2 x 4 seeds,
 131 GB estimated), yet trains in about a minute on a 2-core CPU (2 SGD steps of batch 8, measured on
 32 + 32 rows at step 0 and at the end; gaussian_mixture data). The engine picks the chunk size from the
 estimate and the budget (``--budget-gb``, else its default: half the memory available, split over the
-CPU devices). A CPU device trains its share of a chunk in passes of a few variants (``sweep.passes``),
+CPU devices). A CPU device trains its share of a chunk in passes of a few variants (``sweep.runner.passes``),
 so there a chunk needs one pass's memory plus every variant's records, and chunks are cut by work
 rather than memory; on accelerators every variant of a chunk trains at once.
 
@@ -134,15 +134,16 @@ class ChunkMeter:
 def worker(exp: dict, budget_gb: float | None) -> None:
     """In a fresh process: the engine's plan and estimates, the baseline RSS, then ``engine.run``."""
     start = time.perf_counter()
-    from sweep.devices import use_every_cpu_core
+    from sweep.runner.devices import use_every_cpu_core
 
     use_every_cpu_core()  # what engine.run does first: one XLA CPU device per core
     import jax
 
-    from sweep import engine, memory, store
+    from sweep.config.grid import groups
     from sweep.data import load_dataset
-    from sweep.grid import groups
-    from sweep.train import GroupSpec, train_data
+    from sweep.runner import engine, memory
+    from sweep.runner.train import GroupSpec, train_data
+    from sweep.storage import store
 
     experiment = engine.as_experiment(exp)
     dataset = load_dataset(experiment.base.data)

@@ -1,4 +1,4 @@
-"""Throughput of the Jacobian singular-value measurements (``sweep.spectrum``).
+"""Throughput of the Jacobian singular-value measurements (``sweep.measure.spectrum``).
 
     .venv/bin/python benchmarks/bench_spectrum.py                   # defaults below
     .venv/bin/python benchmarks/bench_spectrum.py --mf-depth 50 --mf-variants 2
@@ -23,7 +23,7 @@ import time
 import jax
 import jax.numpy as jnp
 
-from sweep.spectrum import exact_log10_singular_values, matrix_free_log10_singular_values
+from sweep.measure.spectrum import exact_log10_singular_values, matrix_free_log10_singular_values
 
 SIGMA_W2, SIGMA_B2 = 1.76, 0.05
 

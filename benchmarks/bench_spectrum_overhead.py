@@ -13,7 +13,7 @@ import argparse
 
 import numpy as np
 
-from sweep import engine
+from sweep.runner import engine
 
 
 def main() -> None:

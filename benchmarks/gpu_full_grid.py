@@ -19,7 +19,7 @@ import time
 import jax
 import numpy as np
 
-from sweep import engine
+from sweep.runner import engine
 
 
 def spread_order(values: list[int]) -> list[int]:

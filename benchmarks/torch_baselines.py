@@ -105,7 +105,7 @@ class Case:
 
 
 def cores() -> int:
-    """Cores this process may run on (sweep.devices.cpu_cores, without importing JAX)."""
+    """Cores this process may run on (sweep.runner.devices.cpu_cores, without importing JAX)."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
@@ -130,7 +130,7 @@ def run_worker(command: list[str], env: dict[str, str] | None = None, what: str 
 
 # ------------------------------------------------------------------------------------------- data
 def _standardise(x, n_train: int):
-    """sweep.dataset_files.standardise: one mean and one standard deviation over all training entries."""
+    """sweep.data.files.standardise: one mean and one standard deviation over all training entries."""
     import numpy as np
 
     train = x[:n_train].astype(np.float64)

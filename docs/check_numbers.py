@@ -20,10 +20,10 @@ import numpy as np
 import xarray as xr
 
 import sweep
-from sweep.predictions import final_accuracy
+from sweep.measure.predictions import final_accuracy
 
 ROOT = Path(__file__).resolve().parent.parent
-README, TUTORIAL, DEMO = "README.md", "docs/vanishing_exploding_gradients.md", "sweep/demo.toml"
+README, TUTORIAL, DEMO = "README.md", "docs/vanishing_exploding_gradients.md", "sweep/cli/demo.toml"
 
 
 def _seed_mean(da: xr.DataArray) -> xr.DataArray:

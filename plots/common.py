@@ -14,7 +14,7 @@ import numpy as np
 import xarray as xr
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
-from sweep.predictions import final_accuracy, final_value  # noqa: F401  (re-exported for figures)
+from sweep.measure.predictions import final_accuracy, final_value  # noqa: F401  (re-exported for figures)
 
 
 def run_config(ds: xr.Dataset) -> dict[str, dict[str, Any]]:

@@ -95,7 +95,7 @@ FIGURES: dict[str, tuple[Callable[[xr.Dataset], Figure], Applies]] = {
 def draw_all(ds: xr.Dataset, folder: str | Path, formats: Sequence[str] = ("png",)) -> list[Path]:
     """Write each applicable figure as NAME.png (and NAME.pdf if ``formats`` has "pdf") under ``folder``;
     return the PNG paths."""
-    from sweep.store import write_with  # atomic: a full disk leaves no half-written figure
+    from sweep.storage.store import write_with  # atomic: a full disk leaves no half-written figure
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ import xarray as xr
 from matplotlib.figure import Figure
 
 from plots.common import describe, geometric_mean_over_seeds, hold_first, run_config
-from sweep.predictions import add_mixed_predictions
+from sweep.measure.predictions import add_mixed_predictions
 
 SCHEME_DIMS = ("mix", "layer_scales")
 COLOURS = ("black", "tab:red", "tab:orange", "tab:blue", "tab:purple", "tab:green", "tab:brown")

@@ -1,7 +1,7 @@
 """Normalised networks (``model.norm``; Yang et al. 2019 for batch norm).
 
 ``normalisation_growth_figure``: the growth per layer of the squared gradient norm toward the input at
-initialisation (``sweep.predictions.gradient_growth``: a fit over the hidden layers) against the batch
+initialisation (``sweep.measure.predictions.gradient_growth``: a fit over the hidden layers) against the batch
 size, one panel per activation: batch norm's measured points against its theory
 (``grad_growth_theory``: ``(B - 2)/(B - 3)`` for linear nets, the large-batch limit otherwise), layer
 norm's beside them (no batch-size effect; its theory is chi_1 of one example's gradient).
@@ -17,7 +17,7 @@ import xarray as xr
 from matplotlib.figure import Figure
 
 from plots.common import chance, describe, final_accuracy, readable_log_axis, run_config
-from sweep.predictions import gradient_growth
+from sweep.measure.predictions import gradient_growth
 
 # norm -> (label, colour, marker)
 NORM_STYLES = {

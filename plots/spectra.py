@@ -9,13 +9,13 @@ where swept; one histogram per activation (or per sigma_w2 when the activation i
 Units: both histogram and theory are densities per unit of log10(sigma), ``ln(10) sigma rho_sigma(sigma)``,
 normalised to ALL of a variant's singular values, so the area over a range of log10(sigma) is the fraction
 of singular values there. Singular values more than ``FLOOR_DECADES`` decades below the largest in a panel
-are not resolved by the float32 measurement (round-off floor, see ``sweep.spectrum``), and exact zeros are
-``-inf``: neither is histogrammed. Instead each panel lists the fraction of singular values below that
+are not resolved by the float32 measurement (round-off floor, see ``sweep.measure.spectrum``), and exact zeros
+are ``-inf``: neither is histogrammed. Instead each panel lists the fraction of singular values below that
 floor, measured and predicted — the prediction being the atom at sigma = 0 (relu's and hard-tanh's dead
-directions, mass 1 - p) plus the continuous mass below the floor. Atoms at sigma > 0 (orthogonal weights
-with relu / hard-tanh at small depth) are drawn as dashed vertical lines, their mass written beside them;
-the y axis is then clipped to the continuous part. Where the theory raises ``ValueError`` (orthogonal
-linear network, q* = 0: J J^T is a multiple of the identity) the panel says so and draws no curve.
+directions, mass 1 - p) plus the continuous mass below the floor. Atoms at sigma > 0 (orthogonal weights with
+relu / hard-tanh at small depth) are drawn as dashed vertical lines, their mass written beside them; the y
+axis is then clipped to the continuous part. Where the theory raises ``ValueError`` (orthogonal linear
+network, q* = 0: J J^T is a multiple of the identity) the panel says so and draws no curve.
 
 ``spectral_spread_figure``: against depth, the relative variance var(lambda)/mean(lambda)^2 of the
 eigenvalues lambda = sigma^2 of J J^T (``jacobian_eig_variance_rel``, per input, averaged over the inputs

@@ -17,11 +17,11 @@ import importlib
 _PUBLIC = {
     "ConfigError": "sweep.config",
     "load_experiment": "sweep.config",
-    "run": "sweep.engine",
-    "DamagedFile": "sweep.integrity",
-    "DamagedRun": "sweep.integrity",
-    "WriteFailed": "sweep.integrity",
-    "load": "sweep.rundir",
+    "run": "sweep.runner.engine",
+    "DamagedFile": "sweep.storage.integrity",
+    "DamagedRun": "sweep.storage.integrity",
+    "WriteFailed": "sweep.storage.integrity",
+    "load": "sweep.storage.rundir",
     "register_architecture": "sweep.nets.contract",
 }
 

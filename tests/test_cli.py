@@ -181,7 +181,7 @@ def test_bad_options_are_refused_by_the_api_too(tmp_path, experiment):
 
 
 def test_progress_bar_follows_the_terminal(monkeypatch, tiny):
-    from sweep import engine
+    from sweep.runner import engine
 
     shown = []
 
@@ -206,7 +206,7 @@ def test_progress_bar_follows_the_terminal(monkeypatch, tiny):
 def test_devices_are_described_in_words(monkeypatch):
     from types import SimpleNamespace
 
-    from sweep import engine
+    from sweep.runner import engine
 
     assert engine.describe_devices() == "1 CPU device"  # tests run on one CPU device (conftest)
     for platform, kind, n, words in (

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from sweep.compile_cache import cache_dir
+from sweep.storage.compile_cache import cache_dir
 
 EXPERIMENT = """
 [model]

@@ -11,7 +11,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sweep.activations import ACTIVATIONS
 from sweep.config import (
     ConfigError,
     experiment_from_dict,
@@ -19,7 +18,8 @@ from sweep.config import (
     parse_layer_scales,
     parse_override,
 )
-from sweep.grid import groups, record_steps, variants
+from sweep.config.grid import groups, record_steps, variants
+from sweep.nets.activations import ACTIVATIONS
 
 
 def test_defaults_and_fixed_values():

@@ -11,17 +11,17 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sweep import engine, train
 from sweep.config import experiment_from_dict
+from sweep.config.grid import groups
 from sweep.data import load_dataset
-from sweep.grid import groups
-from sweep.memory import SAFETY, share_bytes
-from sweep.metrics import cross_entropy
+from sweep.measure.metrics import cross_entropy
 from sweep.nets import block_jacobian
 from sweep.nets.contract import architecture_names, register_architecture, resolve
 from sweep.nets.forward import signal
 from sweep.nets.mlp import MLP, plain_block
-from sweep.train import TRACE_COUNT, GroupSpec, Hyper, train_data, train_variant, variant_key
+from sweep.runner import engine, train
+from sweep.runner.memory import SAFETY, share_bytes
+from sweep.runner.train import TRACE_COUNT, GroupSpec, Hyper, train_data, train_variant, variant_key
 
 register_architecture(  # the MLP written plainly, without its fast paths: the generic routes
     "mlp_plain",
@@ -76,7 +76,8 @@ def by_hand(a, params: dict, state: dict, x: jax.Array, spec) -> tuple[list[jax.
     return [*taps, logits], logits, states
 
 
-@pytest.mark.parametrize("per_pass", [None, 4])  # one vmap; passes of 4 (sweep.passes), the last padded
+# one vmap; passes of 4 (sweep.runner.passes), the last padded
+@pytest.mark.parametrize("per_pass", [None, 4])
 @pytest.mark.parametrize("arch", ARCHS)
 def test_vmapped_group_equals_single_variant(tiny, monkeypatch, arch, per_pass):
     if per_pass is not None:
@@ -228,7 +229,7 @@ def test_a_diverging_variant_changes_no_other(tiny, arch):
 @pytest.mark.parametrize("jacobian", [False, True])
 def test_memory_estimate_covers_the_compiled_program(tiny, monkeypatch, arch, jacobian):
     """XLA's buffers of a compiled chunk (temporaries and outputs) stay within the estimate without its
-    safety factor (``sweep.memory``, sizes from ``jax.eval_shape``)."""
+    safety factor (``sweep.runner.memory``, sizes from ``jax.eval_shape``)."""
     if jacobian and batch_norm(arch):
         pytest.skip("a batch-normalised network has no per-example Jacobian")
     tiny = tiny_of(tiny, arch)

@@ -6,8 +6,8 @@ import mnist1d.data
 import numpy as np
 import pytest
 
-from sweep import data
 from sweep.config import DataConfig
+from sweep.data import datasets as data
 
 SMALL = DataConfig(name="mnist1d", n_train=80, n_test=20)
 

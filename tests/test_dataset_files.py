@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sweep.dataset_files import (
+from sweep.data.files import (
     CIFAR_TEST_FILE,
     CIFAR_TRAIN_FILES,
     LOADERS,

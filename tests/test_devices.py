@@ -8,11 +8,11 @@ import sys
 
 import pytest
 
-from sweep.devices import cpu_cores
+from sweep.runner.devices import cpu_cores
 
 PROBE = """
 import jax
-from sweep.devices import use_every_cpu_core
+from sweep.runner.devices import use_every_cpu_core
 asked = use_every_cpu_core()
 print(asked, jax.local_device_count())
 """

@@ -14,12 +14,13 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from sweep import engine, memory, rundir
 from sweep.cli import main
 from sweep.config import experiment_from_dict
+from sweep.config.grid import groups
 from sweep.data import load_dataset
-from sweep.grid import groups
-from sweep.train import GroupSpec
+from sweep.runner import engine, memory
+from sweep.runner.train import GroupSpec
+from sweep.storage import rundir
 
 EXPERIMENT = """
 [model]
@@ -104,7 +105,7 @@ def test_shards_merged_equal_the_whole_run(tmp_path, experiment, reference, monk
 
 def test_shards_are_balanced_and_disjoint():
     exp = experiment_from_dict({"model": {"depth": [2, 4, 8, 16], "sigma_w2": [1.0, 2.0, 3.0]}})
-    from sweep.chunks import plan_chunks, shard_chunks
+    from sweep.runner.chunks import plan_chunks, shard_chunks
 
     chunks = plan_chunks(groups(exp), {g.key: 1 for g in groups(exp)})
     shards = [shard_chunks(chunks, i, 3) for i in range(3)]
@@ -170,7 +171,7 @@ def test_chunk_size_follows_the_memory_estimate(tmp_path, experiment):
 
 
 def test_cpu_chunks_are_cut_by_their_work(tmp_path, experiment, monkeypatch, reference):
-    from sweep import chunks
+    from sweep.runner import chunks
 
     (group,) = groups(engine.as_experiment(experiment))
     monkeypatch.setattr(chunks, "CPU_CHUNK_MULTIPLY_ADDS", 4.5 * chunks.variant_cost(group))
@@ -217,7 +218,7 @@ def test_resume_on_more_devices_keeps_the_chunks_and_their_numbers(tmp_path, exp
 SPECTRA_ON_FOUR_DEVICES = """
 import sys
 import jax
-from sweep import engine, train
+from sweep.runner import engine, train
 
 spectra = ("measure.jacobian=true", "measure.jacobian_inputs=8", "model.width=64")
 ds = engine.run(sys.argv[1], sys.argv[2], spectra, chunk_size=12)
@@ -232,7 +233,7 @@ print("collectives:", found)
 def test_spectra_on_four_devices_never_gather(tmp_path, experiment):
     """Per-variant SVDs run where their variants live: no collective in the compiled program, and the
     spectra equal a one-device run's. (Width 64: batched LAPACK kernels on more CPU devices than pool
-    threads used to deadlock; see sweep.spectrum.singular_values.)"""
+    threads used to deadlock; see sweep.measure.spectrum.singular_values.)"""
     out = tmp_path / "run"
     env = {
         **os.environ,
@@ -291,7 +292,7 @@ def test_two_processes_with_jax_distributed_equal_one(tmp_path, experiment, refe
 
 @pytest.mark.slow
 def test_submit_runs_one_shard_per_task(tmp_path, experiment, reference):
-    from sweep.submit import submit
+    from sweep.runner.submit import submit
 
     out = tmp_path / "run"
     jobs = submit(experiment, out, 2, cluster="local", timeout_min=10)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sweep import engine
+from sweep.runner import engine
 
 
 def test_orthogonal_linear_network_is_an_exact_isometry_up_to_scale(tiny):

@@ -8,9 +8,9 @@ import matplotlib
 import pytest
 
 from plots.figures import draw_all
-from sweep import engine
+from sweep.cli.gallery import experiment_runs
 from sweep.config import load_experiment
-from sweep.gallery import experiment_runs
+from sweep.runner import engine
 
 EXPERIMENTS = sorted((Path(__file__).parent.parent / "experiments").glob("*.toml"))
 CASES = [(path, run) for path in EXPERIMENTS for run in experiment_runs(path)]
@@ -55,7 +55,7 @@ def test_experiment_runs_at_tiny_scale(tmp_path, path, run):
     matplotlib.pyplot.close("all")
 
 
-DEMO = Path(__file__).parent.parent / "sweep" / "demo.toml"
+DEMO = Path(__file__).parent.parent / "sweep" / "cli" / "demo.toml"
 
 
 def test_the_demo_is_the_phase_diagrams_quick_scale():

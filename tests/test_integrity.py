@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from sweep import engine, rundir, store
 from sweep.cli import main
-from sweep.integrity import DamagedFile, DamagedRun
+from sweep.runner import engine
+from sweep.storage import rundir, store
+from sweep.storage.integrity import DamagedFile, DamagedRun
 
 EXPERIMENT = """
 [model]
@@ -322,7 +323,7 @@ def unfill(disk: Path) -> None:
 
 FULL_DISK_RUN = """
 import sys
-from sweep import store
+from sweep.storage import store
 from sweep.cli import main
 
 disk = sys.argv[3]
@@ -408,7 +409,7 @@ def test_a_full_disk_at_every_stage(tmp_path, experiment, reference, small_disk,
 
 
 def test_moving_aside_never_overwrites_and_leaves_a_file_replaced_meanwhile(tmp_path):
-    from sweep.integrity import damaged_names, move_aside
+    from sweep.storage.integrity import damaged_names, move_aside
 
     path = tmp_path / "c.npz"
     path.write_bytes(b"bad")

@@ -1,4 +1,5 @@
-"""The memory estimate behind the default chunk size (sweep.memory): its terms, the budget, chunk sizes."""
+"""The memory estimate behind the default chunk size (sweep.runner.memory): its terms, the budget, chunk
+sizes."""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from sweep import memory, spectrum
-from sweep.metrics import EvalData
+from sweep.measure import spectrum
+from sweep.measure.metrics import EvalData
 from sweep.nets import mlp
-from sweep.passes import one_layer_bytes, variants_per_pass
-from sweep.train import GroupSpec, JacobianSpec, TrainData, compile_group
+from sweep.runner import memory
+from sweep.runner.passes import one_layer_bytes, variants_per_pass
+from sweep.runner.train import GroupSpec, JacobianSpec, TrainData, compile_group
 
 
 def spec(

@@ -9,12 +9,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sweep import engine
 from sweep.config import experiment_from_dict
-from sweep.grid import groups
+from sweep.config.grid import groups
 from sweep.nets import mlp
 from sweep.nets.contract import Spec
 from sweep.nets.mlp import Mix, weight_scales
+from sweep.runner import engine
+from sweep.runner.train import variant_key
 from sweep.theory.mean_field import chi_1, length_map_iterates
 from sweep.theory.mixed_scales import (
     effective_sigma_w2,
@@ -23,7 +24,6 @@ from sweep.theory.mixed_scales import (
     mixed_profile,
     realised_fraction,
 )
-from sweep.train import variant_key
 
 HALF = {"scale_a": 0.5, "scale_b": 1.5, "fraction": 0.5}  # the learner's question
 

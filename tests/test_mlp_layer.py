@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sweep.activations import ACTIVATIONS, OUTPUT_DERIVATIVES
+from sweep.nets.activations import ACTIVATIONS, OUTPUT_DERIVATIVES
 from sweep.nets.mlp_layer import hidden_layer
 
 

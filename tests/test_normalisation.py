@@ -10,11 +10,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sweep import engine
 from sweep.config import ConfigError, experiment_from_dict
-from sweep.metrics import EvalData, measure
+from sweep.measure.metrics import EvalData, measure
 from sweep.nets import mlp, normalisation
 from sweep.nets.forward import forward
+from sweep.runner import engine
 from sweep.theory.normalisation import (
     batch_norm_growth,
     layer_norm_c_map,
@@ -198,7 +198,7 @@ def test_gradient_growth_recovers_a_geometric_profile():
     net padded with NaN as a results Dataset holds it) gives r; too few layers give NaN."""
     import xarray as xr
 
-    from sweep.predictions import gradient_growth
+    from sweep.measure.predictions import gradient_growth
 
     layers = np.arange(1, 22)
     deep = 1.3 ** ((21 - layers) / 2)

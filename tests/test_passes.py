@@ -1,4 +1,4 @@
-"""Variants trained in passes (sweep.passes): the same numbers as one vmap, and the pass sizes."""
+"""Variants trained in passes (sweep.runner.passes): the same numbers as one vmap, and the pass sizes."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sweep.passes import CPU_PASS_BYTES, in_passes, largest_pass, one_layer_bytes, variants_per_pass
+from sweep.runner.passes import CPU_PASS_BYTES, in_passes, largest_pass, one_layer_bytes, variants_per_pass
 
 
 def network_like(x: dict) -> dict:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sweep import engine
+from sweep.runner import engine
 
 
 @pytest.fixture(scope="module")

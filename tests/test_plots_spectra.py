@@ -21,8 +21,8 @@ from plots.spectra import (
     spectra_figure,
     spectral_spread_figure,
 )
-from sweep import store
 from sweep.config import load_experiment
+from sweep.storage import store
 from sweep.theory.free_probability import jacobian_moments, predicted_below
 from sweep.theory.spectral_moments import layer_resolved_moments
 

@@ -6,8 +6,9 @@ import jax
 import numpy as np
 import xarray as xr
 
-from sweep import engine, store
-from sweep.predictions import add_predictions, compile_in_background
+from sweep.measure.predictions import add_predictions, compile_in_background
+from sweep.runner import engine
+from sweep.storage import store
 from sweep.theory.mean_field import mean_field
 
 

@@ -18,7 +18,7 @@ from plots.residual import (
     shows_residual_gradients,
     shows_residual_trainability,
 )
-from sweep import engine
+from sweep.runner import engine
 from sweep.theory.residual import residual_profile
 
 EXPERIMENT = Path(__file__).parent.parent / "experiments" / "residual.toml"

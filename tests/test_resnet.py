@@ -8,10 +8,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sweep import engine
 from sweep.config import ConfigError, experiment_from_dict
 from sweep.nets import resnet
-from sweep.train import variant_key
+from sweep.runner import engine
+from sweep.runner.train import variant_key
 
 
 def streams(spec, sigma_w2: float, alpha: float, seeds: int, x: np.ndarray) -> np.ndarray:
@@ -86,7 +86,7 @@ def test_branch_scale_is_dynamic_and_scales_the_branch(tiny):
     tiny["model"] |= {"arch": "resnet", "branch": "reduced", "sigma_w2": 1.0, "branch_scale": [0.0, 0.5, 1.0]}
     tiny["train"]["steps"] = 0
     exp = experiment_from_dict(tiny)
-    from sweep.grid import groups
+    from sweep.config.grid import groups
 
     assert len(groups(exp)) == 1  # one compiled program serves every alpha
     q = engine.run(exp)["q_layer"]

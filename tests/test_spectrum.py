@@ -1,4 +1,4 @@
-"""Jacobian singular values (``sweep.spectrum``) against exact cases, numpy float64 and statistics.
+"""Jacobian singular values (``sweep.measure.spectrum``) against exact cases, numpy float64 and statistics.
 
 Weights are built here with numpy (QR of Gaussians for orthogonal layers), independently of
 ``sweep.nets.mlp``; J = ∂x^L/∂x^1 has L - 1 factors D_l W_lᵀ (row-vector convention).
@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sweep import spectrum
+from sweep.measure import spectrum
 
 TANH_CRITICAL = (1.76, 0.05)  # (sigma_w2, sigma_b2): chi_1 = 1 for tanh
 

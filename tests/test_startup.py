@@ -3,8 +3,8 @@
 Every check runs the command in a fresh interpreter (``python -c`` calling ``sweep.cli.main``) and reads
 ``sys.modules`` afterwards: ``sweep --help`` imports neither JAX nor the training path nor matplotlib;
 ``sweep theory`` (its help and a table) and ``sweep status DIR`` import JAX (the mean-field theory needs
-it) but not the training path (sweep.engine, sweep.train, sweep.nets.forward, optax) or matplotlib. The
-package's public names stay importable (``from sweep import run``), loaded on first use.
+it) but not the training path (sweep.runner.engine, sweep.runner.train, sweep.nets.forward, optax) or
+matplotlib. The package's public names stay importable (``from sweep import run``), loaded on first use.
 """
 
 from __future__ import annotations
@@ -18,7 +18,14 @@ import pytest
 
 from sweep.cli import main
 
-TRAINING = ("sweep.engine", "sweep.train", "sweep.nets.forward", "sweep.memory", "sweep.passes", "optax")
+TRAINING = (
+    "sweep.runner.engine",
+    "sweep.runner.train",
+    "sweep.nets.forward",
+    "sweep.runner.memory",
+    "sweep.runner.passes",
+    "optax",
+)
 PLOTTING = ("matplotlib", "plots")
 
 PROBE = """
@@ -79,9 +86,9 @@ def test_status_imports_no_training_path_no_matplotlib(tmp_path):
 
 def test_public_names_load_on_first_use():
     probe = (
-        "import sys, sweep; before = 'sweep.engine' in sys.modules or 'jax' in sys.modules; "
+        "import sys, sweep; before = 'sweep.runner.engine' in sys.modules or 'jax' in sys.modules; "
         "from sweep import run, load, load_experiment, ConfigError, DamagedFile, DamagedRun, WriteFailed; "
-        "import sweep.engine; assert run is sweep.engine.run and sweep.run is run; "
+        "import sweep.runner.engine; assert run is sweep.runner.engine.run and sweep.run is run; "
         "assert set(sweep.__all__) <= set(dir(sweep)); "
         "print(before)"
     )

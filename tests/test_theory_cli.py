@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from sweep.theory_cli import add_theory_arguments, run_theory
+from sweep.cli.theory import add_theory_arguments, run_theory
 
 POINT_FIELDS = {"sigma_w2", "sigma_b2", "q_star", "c_star", "chi_1", "chi_c", "xi_q", "xi_c"}
 

@@ -9,13 +9,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sweep import engine
 from sweep.config import experiment_from_dict
 from sweep.data import load_dataset
-from sweep.metrics import cross_entropy
+from sweep.measure.metrics import cross_entropy
 from sweep.nets import mlp
 from sweep.nets.forward import forward
-from sweep.train import TRACE_COUNT, variant_key
+from sweep.runner import engine
+from sweep.runner.train import TRACE_COUNT, variant_key
 
 OUTPUTS = ("train_loss", "train_accuracy", "test_accuracy", "grad_norm", "q_layer")
 

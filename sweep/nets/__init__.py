@@ -1,5 +1,6 @@
-"""Networks: the architecture contract and registry (``contract``), one family per module (``mlp``),
-initialisers, and what the engine derives from any architecture (``forward``, ``block_jacobian``)."""
+"""Networks: the architecture contract and registry (``contract``), one family per module (``mlp``,
+``resnet``), the activations (``activations``), initialisers, normalisation layers, and what the engine
+derives from any architecture (``forward``, ``block_jacobian``)."""
 
 from sweep.nets.contract import (
     Architecture,

@@ -11,7 +11,7 @@ both routes from its ``block`` alone (an entry may bring a faster one: ``Archite
   as integers), then the SVD of the normalised product: nothing over- or underflows at any depth.
 - ``matrix_free_log10_sv`` (above): ``J v`` through ``jax.linearize`` and ``Jᵀ u`` through ``jax.vjp`` of
   the blocks at the stored block inputs, rescaled per block by probe growth, into the Golub–Kahan–Lanczos
-  of ``sweep.spectrum`` (same accuracy statements as there).
+  of ``sweep.measure.spectrum`` (same accuracy statements as there).
 """
 
 from __future__ import annotations
@@ -23,8 +23,7 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from sweep.nets.contract import Architecture, Spec
-from sweep.spectrum import (
+from sweep.measure.spectrum import (
     _LOG10_2,
     N_PROBES,
     _exponent,
@@ -32,6 +31,7 @@ from sweep.spectrum import (
     lanczos_log10_singular_values,
     singular_values,
 )
+from sweep.nets.contract import Architecture, Spec
 
 
 def _flat_blocks(

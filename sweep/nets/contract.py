@@ -64,13 +64,13 @@ class Spec:
 
     @cached_property
     def phi(self) -> Callable:
-        from sweep.activations import get_activation
+        from sweep.nets.activations import get_activation
 
         return get_activation(self.activation)
 
 
 class Architecture(NamedTuple):
-    """One architecture family, written for ONE variant (``sweep.train`` vmaps it).
+    """One architecture family, written for ONE variant (``sweep.runner.train`` vmaps it).
 
     Required:
       init(key, dynamic, spec) -> (params, state): ``dynamic`` maps each of ``SHARED_DYNAMIC`` and
@@ -92,7 +92,7 @@ class Architecture(NamedTuple):
       batch_statistics(spec) -> bool: whether ``spec.training`` normalises with the batch's statistics
         (batch norm: the rows of a batch are coupled). The engine then measures gradients, loss and the
         forward signal in minibatches of ``train.batch_size`` rows of the measurement subset, averaged
-        (``sweep.metrics``), and refuses per-example Jacobians.
+        (``sweep.measure.metrics``), and refuses per-example Jacobians.
     """
 
     init: Callable

@@ -23,7 +23,7 @@ multiply the weights of layers 1..L: ``W = sigma_w s u`` (``weight_scales``).
 
 Fast paths of this entry: the block is ``sweep.nets.mlp_layer.hidden_layer`` (a backward pass written
 for XLA's CPU kernels); its Jacobian is ``J = dx^L/dx^1`` with ``x^l = phi(h^l)``, the Jacobian of the
-papers (``D_L W_L^T ... D_2 W_2^T``, L-1 factors), by ``sweep.spectrum``'s factor products: the same
+papers (``D_L W_L^T ... D_2 W_2^T``, L-1 factors), by ``sweep.measure.spectrum``'s factor products: the same
 spectral law as the block stack's ``dh^L/dh^1`` (the D's shift by one layer), and the numbers this
 engine has always recorded.
 """
@@ -36,14 +36,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sweep.activations import OUTPUT_DERIVATIVES
 from sweep.config import parse_layer_scales
+from sweep.measure.spectrum import exact_log10_singular_values, matrix_free_log10_singular_values
 from sweep.nets import normalisation
+from sweep.nets.activations import OUTPUT_DERIVATIVES
 from sweep.nets.block_jacobian import exact_log10_sv, matrix_free_log10_sv
 from sweep.nets.contract import Architecture, Spec
 from sweep.nets.initialisers import unit_draws, unit_weight
 from sweep.nets.mlp_layer import hidden_layer
-from sweep.spectrum import exact_log10_singular_values, matrix_free_log10_singular_values
 
 KEPT_FROM_OUTPUT = 1.25  # values kept per unit and row where phi' comes from phi (mlp_layer), measured
 ACTIVATION_VALUES = 2.0  # otherwise: h and phi(h)
@@ -188,7 +188,7 @@ def readout(params: dict, state: dict, h: jax.Array, spec: Spec) -> tuple[jax.Ar
 
 
 def exact_jacobian(params: dict, state: dict, x: jax.Array, spec: Spec) -> jax.Array:
-    """``log10`` singular values of ``dx^L/dx^1`` at one input x [d]: [N] (``sweep.spectrum``). With
+    """``log10`` singular values of ``dx^L/dx^1`` at one input x [d]: [N] (``sweep.measure.spectrum``). With
     layer norm: those of the block stack ``dh^L/dh^1`` (``sweep.nets.block_jacobian``, plain blocks)."""
     if spec.option("norm") != "none":
         return exact_log10_sv(PLAIN_MLP, params, state, x, spec)

@@ -25,7 +25,7 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
-from sweep.activations import OUTPUT_DERIVATIVES, Activation
+from sweep.nets.activations import OUTPUT_DERIVATIVES, Activation
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(3,))

@@ -3,7 +3,7 @@
 A ``GaussianKernel`` bundles, for one activation, the 1-D moments at variance q (``Moments``: V(q) =
 E[φ(u)²], V'(q), D(q) = E[φ'(u)²], u ~ N(0, q)) and, at fixed q, the correlation function
 c ↦ (C(q, c), E[φ'(u₁)φ'(u₂)]) with C = E[φ(u₁)φ(u₂)], u₁ = √q z₁, u₂ = √q (c z₁ + √(1-c²) z₂).
-The activations themselves live in ``sweep.activations``; this module holds what the theory knows of
+The activations themselves live in ``sweep.nets.activations``; this module holds what the theory knows of
 their Gaussian averages, and is the only place that does.
 
 Closed forms (by registry name): erf (arcsin kernels), relu (arc-cosine kernel), linear, hard_tanh (normal
@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from numpy.polynomial.legendre import leggauss
 
-from sweep.activations import ACTIVATIONS
+from sweep.nets.activations import ACTIVATIONS
 from sweep.theory.quadrature import (
     _FINE,
     _MEHLER_K,

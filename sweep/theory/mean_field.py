@@ -16,8 +16,8 @@ the modules below implement (one concept each; the equations are written out in 
 - ``sweep.theory.maps``: one layer of the length and correlation maps, their iterates, V, V', D.
 - ``sweep.theory.critical_line``: the order-to-chaos line χ₁ = 1.
 
-Every function takes an activation as a registry name (``sweep.activations``) or an elementwise callable of
-``jax.numpy`` and broadcasts over array arguments; results have the broadcast shape and follow the input
+Every function takes an activation as a registry name (``sweep.nets.activations``) or an elementwise callable
+of ``jax.numpy`` and broadcasts over array arguments; results have the broadcast shape and follow the input
 dtype (float64 when ``jax_enable_x64`` is on and the inputs are 64-bit, else float32).
 """
 

@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sweep.activations import get_activation
+from sweep.nets.activations import get_activation
 from sweep.theory.mean_field import gaussian_expectation, gaussian_kernel
 
 C_ITERATIONS = 2000  # iterations of the correlation map toward c* (a contraction off criticality)

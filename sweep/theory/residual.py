@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sweep.activations import get_activation
+from sweep.nets.activations import get_activation
 from sweep.theory.kernels import gaussian_kernel
 from sweep.theory.quadrature import _FINE, gaussian_expectation
 

@@ -16,10 +16,10 @@ orthogonal)::
     variance v  = χ^{2n} · n · (μ₂/μ₁² - 1 + s_W)
 
 (Pennington et al. 2018 write ``σ² = L(μ₂/μ₁² - 1 - s₁)`` at χ = 1 with ``S_WWᵀ = σ_w^-2(1 + s₁ y + …)``,
-``s₁ = -s_W``.) For φ' ∈ {0, 1} (relu, hard-tanh, linear: ``sweep.activations.STEP_DERIVATIVE``) ``D²`` is
-Bernoulli(p), ``p = D(q) = E[φ'(h)²]``, ``μ₁ = μ₂ = p``, so at χ = 1 the variance is ``n/p`` (Gaussian) and
-``n(1/p - 1)`` (orthogonal). These are exact at ``N = ∞`` for every ``n``. ``layer_resolved_moments``
-applies the same sums with each factor's law at its own q^l (exact for any profile q^l).
+``s₁ = -s_W``.) For φ' ∈ {0, 1} (relu, hard-tanh, linear: ``sweep.nets.activations.STEP_DERIVATIVE``) ``D²``
+is Bernoulli(p), ``p = D(q) = E[φ'(h)²]``, ``μ₁ = μ₂ = p``, so at χ = 1 the variance is ``n/p`` (Gaussian) and
+``n(1/p - 1)`` (orthogonal). These are exact at ``N = ∞`` for every ``n``. ``layer_resolved_moments`` applies
+the same sums with each factor's law at its own q^l (exact for any profile q^l).
 
 Public: ``d2_law`` (the law, with q* from ``sweep.theory.fixed_points``), ``jacobian_moments`` (at q*),
 ``d2_moments`` (μ₁, μ₂ at given q), ``layer_resolved_moments`` and the NamedTuples they return. Numbers are
@@ -40,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import special
 
-from sweep.activations import STEP_DERIVATIVE, get_activation
+from sweep.nets.activations import STEP_DERIVATIVE, get_activation
 from sweep.theory.fixed_points import q_star as _mean_field_q_star
 from sweep.theory.maps import gaussian_moments
 from sweep.theory.quadrature import normal_gauss_legendre

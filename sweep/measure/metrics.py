@@ -1,6 +1,6 @@
 """Per-variant measurements, pure functions called inside the compiled training program.
 
-All functions here see ONE network of any architecture (``sweep.nets.forward``); ``sweep.train`` vmaps
+All functions here see ONE network of any architecture (``sweep.nets.forward``); ``sweep.runner.train`` vmaps
 them. Shapes: ``x: [n, input_dim]``, ``y: [n]`` int, ``logits: [n, C]``; per-layer quantities have length
 ``n_layers`` (embed, blocks, readout: L+1 for an MLP).
 

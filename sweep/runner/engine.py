@@ -4,10 +4,10 @@
 directory) before anything is written. With an output directory, every finished chunk is saved at once,
 so an interrupted run loses at most the chunk in flight and ``resume=True`` recomputes only what is
 missing; ``shard=(i, n)`` runs job i's share of the chunks, and several jobs may share a directory.
-Resuming verifies the saved chunks (``sweep.integrity``) and recomputes any found damaged; a failed
+Resuming verifies the saved chunks (``sweep.storage.integrity``) and recomputes any found damaged; a failed
 write stops the run with ``store.WriteFailed`` saying what is saved and what is not. Results are written
 only once every chunk they hold has been read back from disk.
-Common random numbers: a variant's draws depend only on its seed (see ``sweep.train.variant_key``),
+Common random numbers: a variant's draws depend only on its seed (see ``sweep.runner.train.variant_key``),
 never on its chunk, shard or device, so none of this changes its numbers.
 """
 
@@ -26,18 +26,19 @@ import jax
 import numpy as np
 import xarray as xr
 
-from sweep import memory, store
-from sweep.chunks import Chunk, plan_chunks, shard_cap, shard_chunks, work_cap
-from sweep.compile_cache import use_compile_cache
 from sweep.config import ConfigError, Experiment, experiment_from_dict, load_experiment
+from sweep.config.grid import Group, groups
 from sweep.data import load_dataset
-from sweep.devices import cpu_cores, use_every_cpu_core
-from sweep.grid import Group, groups
-from sweep.integrity import DamagedFile
-from sweep.predictions import add_predictions, compile_in_background
-from sweep.results import Part, assemble
-from sweep.rundir import chunk_identity, collect, read_saved
-from sweep.train import CompiledGroup, GroupSpec, TrainData, compile_group, run_chunk, train_data
+from sweep.measure.predictions import add_predictions, compile_in_background
+from sweep.runner import memory
+from sweep.runner.chunks import Chunk, plan_chunks, shard_cap, shard_chunks, work_cap
+from sweep.runner.devices import cpu_cores, use_every_cpu_core
+from sweep.runner.train import CompiledGroup, GroupSpec, TrainData, compile_group, run_chunk, train_data
+from sweep.storage import store
+from sweep.storage.compile_cache import use_compile_cache
+from sweep.storage.integrity import DamagedFile
+from sweep.storage.results import Part, assemble
+from sweep.storage.rundir import chunk_identity, collect, read_saved
 
 
 @dataclass
@@ -139,7 +140,7 @@ def run(
     log: Callable[[str], None] = lambda message: None,
     warn: Callable[[str], None] | None = None,
 ) -> xr.Dataset:
-    """Train every variant of an experiment and return the results Dataset (see ``sweep.results``).
+    """Train every variant of an experiment and return the results Dataset (see ``sweep.storage.results``).
 
     ``scale`` and ``run`` pick named override lists of the experiment file (``[scales]``, ``[runs]``).
     With ``out``, every finished chunk is saved under ``out/chunks`` and, once all chunks of the grid

@@ -18,7 +18,7 @@ against one vmap over all variants; width x batch: best ``k``, its time relative
 The rule below allows at most k = 20, 5, 2, 1 and 8 there (64 variants of 32x32: 4 passes of 16).
 
 Passes also lower the memory a chunk needs: a pass's training buffers are reused by the next pass,
-only the recorded measurements are held for every variant (``sweep.memory``).
+only the recorded measurements are held for every variant (``sweep.runner.memory``).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass
 
-from sweep.grid import Group
+from sweep.config.grid import Group
 
 
 @dataclass(frozen=True)
@@ -57,8 +57,8 @@ def work_cap(group: Group, devices: int, platform: str) -> int | None:
     """On a CPU, the largest chunk (a multiple of ``devices``) whose variants cost each device about
     ``CPU_CHUNK_MULTIPLY_ADDS``, at least one variant per device; None on accelerators.
 
-    A CPU trains a chunk in passes (``sweep.passes``), so its memory hardly grows with the chunk and the
-    memory budget alone would make one chunk of a whole group. This cap keeps chunks short: an interrupted
+    A CPU trains a chunk in passes (``sweep.runner.passes``), so its memory hardly grows with the chunk and
+    the memory budget alone would make one chunk of a whole group. This cap keeps chunks short: an interrupted
     run loses at most about half a minute per device, and the progress bar moves at least that often.
     """
     if platform != "cpu":

@@ -13,8 +13,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from sweep import engine
 from sweep.config import ConfigError, read_toml
+from sweep.runner import engine
 
 
 def experiment_runs(path: Path) -> list[str | None]:

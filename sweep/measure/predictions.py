@@ -22,7 +22,7 @@ import numpy as np
 import xarray as xr
 
 from sweep.config import Experiment, parse_layer_scales
-from sweep.results import label
+from sweep.storage.results import label
 from sweep.theory.mean_field import critical_sigma_w2, mean_field
 from sweep.theory.mixed_scales import geometric_mean_chi, mixed_profile
 

@@ -11,7 +11,7 @@ NaN. Nothing it does can change another variant's numbers: vmap keeps variants i
 
 ``compile_group`` lifts ``train_variant`` with ``jax.vmap`` once, splits the variant axis over all
 devices with ``jax.shard_map`` (each device trains its own variants, no communication; on a CPU in
-passes of a few variants at a time, ``sweep.passes``), and caches
+passes of a few variants at a time, ``sweep.runner.passes``), and caches
 the compiled program by (spec, chunk size), so a second chunk or run of the same shape never
 recompiles.
 """
@@ -31,15 +31,15 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from sweep.config import Config
+from sweep.config.grid import record_steps
 from sweep.data import Dataset
-from sweep.devices import variant_mesh
-from sweep.grid import record_steps
-from sweep.metrics import EvalData, forward_signal, loss_fn, measure
+from sweep.measure.metrics import EvalData, forward_signal, loss_fn, measure
+from sweep.measure.spectrum import spectrum_summary, use_matrix_free
 from sweep.nets.block_jacobian import exact_log10_sv, matrix_free_log10_sv
 from sweep.nets.contract import SHARED_DYNAMIC, Architecture, Spec, resolve, spec_from_config
 from sweep.nets.forward import n_layers, sizes
-from sweep.passes import in_passes, one_layer_bytes, variants_per_pass
-from sweep.spectrum import spectrum_summary, use_matrix_free
+from sweep.runner.devices import variant_mesh
+from sweep.runner.passes import in_passes, one_layer_bytes, variants_per_pass
 
 TRACE_COUNT: Counter[GroupSpec] = Counter()  # how often each program was traced (tests read it)
 
@@ -297,7 +297,7 @@ def compile_group(spec: GroupSpec, chunk_size: int, data: TrainData) -> tuple[Co
     per_pass = variants_per_pass(layer_bytes, per_device, mesh.devices.flat[0].platform)
 
     def train_share(hyper: Hyper, data: TrainData) -> dict[str, jax.Array]:
-        """One device's variants, [per_device], in passes of ``per_pass`` (sweep.passes)."""
+        """One device's variants, [per_device], in passes of ``per_pass`` (sweep.runner.passes)."""
         return in_passes(lambda h: train_variant(spec, h, data), hyper, per_pass)
 
     program = jax.jit(

@@ -17,7 +17,7 @@ def run_shard(
     experiment: str, out: str, shard: int, n_shards: int, overrides: tuple[str, ...], scale: str | None
 ) -> int:
     """One array task: its shard of the grid. Returns the number of variants still missing overall."""
-    from sweep import engine
+    from sweep.runner import engine
 
     results = engine.run(experiment, out, overrides, scale=scale, shard=(shard, n_shards), resume=True)
     return int(results.attrs.get("missing_variants", 0))
@@ -39,7 +39,7 @@ def submit(
         import submitit
     except ImportError:
         raise ConfigError("sweep submit needs submitit: pip install 'sweep[slurm]'") from None
-    from sweep.engine import as_experiment
+    from sweep.runner.engine import as_experiment
 
     as_experiment(experiment, overrides, scale)  # bad input fails here, before anything is queued
     executor = submitit.AutoExecutor(folder=out / "submitit", cluster=cluster)

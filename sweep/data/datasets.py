@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from sweep import integrity, store
-from sweep.compile_cache import cache_dir
 from sweep.config import ConfigError, DataConfig
-from sweep.dataset_files import LOADERS, DataFileError, standardise
+from sweep.data.files import LOADERS, DataFileError, standardise
+from sweep.storage import integrity, store
+from sweep.storage.compile_cache import cache_dir
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class Dataset:
         return self.x_train.shape[1]
 
 
-MNIST1D_CACHE = "datasets"  # beside the compiled programs: sweep.compile_cache.cache_dir() / this
+MNIST1D_CACHE = "datasets"  # beside the compiled programs: sweep.storage.compile_cache.cache_dir() / this
 
 
 def _mnist1d_cache_path(n_samples: int) -> Path | None:

@@ -13,8 +13,8 @@ CRC-32 (``zlib.crc32``, about 5 GB/s on one core, four times faster than SHA-256
 accidents (interrupted copies, lost nodes, storage faults), not against an adversary. A file that cannot
 be read, whose checksums disagree, or that belongs to another experiment or chunk is *damaged*: it is
 moved into ``damaged/`` beside it (never deleted) and reported in one line; ``--resume`` recomputes it.
-A file that cannot be written raises ``WriteFailed`` (``sweep.store``'s writers; the engine adds what is
-saved and what is not).
+A file that cannot be written raises ``WriteFailed`` (``sweep.storage.store``'s writers; the engine adds what
+is saved and what is not).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ MLPs, whose shapes give the numbers quoted:
   sigmoid, relu, linear: ``sweep.nets.mlp_layer`` keeps one buffer per layer, not two), and ``2 N`` per
   test row (forward only, one layer at a time; measured 1.8);
 - the recorded metrics: ``R (3 + n_layers)`` plus ``q_layer``/``c_layer`` (``n_layers (1 + N_PAIRS)``);
-- the Jacobian spectrum (``[measure] jacobian``, ``sweep.spectrum``), measured at ``inputs`` inputs at
+- the Jacobian spectrum (``[measure] jacobian``, ``sweep.measure.spectrum``), measured at ``inputs`` inputs at
   once: a copy of the blocks' weight matrices (an MLP's ``(L-1) N^2``), in both modes; exact mode holds
   per input the running product ``J^T``, the scaled factor ``W_l D_l`` and their product, and the SVD's
   copy of the matrix (LAPACK's singular-values-only workspace is O(N)): ``4 N^2`` (measured 3);
@@ -27,7 +27,7 @@ MLPs, whose shapes give the numbers quoted:
   steps, so the real peak is the larger of the two phases; the sum is an upper bound.
 
 These coefficients come from XLA's buffer assignment of the compiled program (``memory_analysis()`` of
-``sweep.train.compile_group``'s program: temporaries and outputs per variant, at widths 64-256, depths
+``sweep.runner.train.compile_group``'s program: temporaries and outputs per variant, at widths 64-256, depths
 2-16, batch 8-128, n_eval 32-512, n_test 32-1000: those buffers are 0.93-1.01 of the estimate without
 its safety factor, less at depth 2; re-measured with ``sweep.nets.mlp_layer`` at 11 of those shapes:
 0.85-0.98, 0.90 for gelu and erf, 0.70 at depth 2) and of ``jacobian_record`` alone. The safety factor 1.25
@@ -42,12 +42,12 @@ times 2) was too small for such nets (a chunk raised the RSS by 1.19x its estima
 when the measurement rows dominate, and blind to the Jacobian.
 
 A device holds more than one variant's worth only for the variants it trains at once. On a CPU it
-trains its share of a chunk in passes of a few variants (``sweep.passes``): it holds one pass's training
-values, the recorded values of every variant of the chunk, and ``1.5 P`` more for the scan over passes
-(measured 0.6-1.7 P). On accelerators every variant trains at once. XLA's buffers of chunks trained in
+trains its share of a chunk in passes of a few variants (``sweep.runner.passes``): it holds one pass's
+training values, the recorded values of every variant of the chunk, and ``1.5 P`` more for the scan over
+passes (measured 0.6-1.7 P). On accelerators every variant trains at once. XLA's buffers of chunks trained in
 passes of 1-32 variants (widths 32-256, depths 2-16, batch 8-128, n_eval 32-512, n_test 32-1000) were
-0.89-1.03 of this estimate without its safety factor. Passes make a CPU chunk's footprint almost
-independent of its size, so CPU chunks are mostly limited by the group's size, not by memory.
+0.89-1.03 of this estimate without its safety factor. Passes make a CPU chunk's footprint almost independent
+of its size, so CPU chunks are mostly limited by the group's size, not by memory.
 
 The budget is for the chunks' buffers. The process's own footprint comes on top: JAX, the data and the
 compiled programs (on a CPU about 0.3 GB after the first compile, and some 50 MB more per compiled
@@ -63,11 +63,11 @@ import os
 
 import jax
 
+from sweep.measure.spectrum import N_PROBES
 from sweep.nets.contract import resolve, uses_batch_statistics
 from sweep.nets.forward import N_PAIRS, sizes
-from sweep.passes import one_layer_bytes, variants_per_pass
-from sweep.spectrum import N_PROBES
-from sweep.train import GroupSpec, JacobianSpec
+from sweep.runner.passes import one_layer_bytes, variants_per_pass
+from sweep.runner.train import GroupSpec, JacobianSpec
 
 OPTIMIZER_SLOTS = {"sgd": 0, "momentum": 1, "adam": 2, "rmsprop": 1}
 PARAMETER_COPIES = 9.0  # values per parameter held by the program (sgd), measured
@@ -141,7 +141,7 @@ def variant_bytes(spec: GroupSpec, n_eval: int, n_test: int) -> int:
 
 def share_bytes(spec: GroupSpec, n_variants: int, n_eval: int, n_test: int, platform: str) -> int:
     """Estimated peak bytes of one device training ``n_variants`` of ``spec``: one pass's training
-    (``sweep.passes``; at most ``largest_pass`` variants, all of them on accelerators) and every
+    (``sweep.runner.passes``; at most ``largest_pass`` variants, all of them on accelerators) and every
     variant's results."""
     at_once = variants_per_pass(one_layer_bytes(spec.model, spec.batch_size), n_variants, platform)
     values = at_once * training_values(spec, n_eval, n_test) + n_variants * recorded_values(spec)

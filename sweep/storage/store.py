@@ -5,14 +5,14 @@ Layout of a run directory::
     DIR/config.toml          the resolved experiment (swept fields as explicit lists)
     DIR/chunks/manifest.json the experiment's fingerprint and chunk size (``--resume`` checks it)
     DIR/chunks/<group>-<i>.npz  one finished chunk of variants (its grid indices and outputs)
-    DIR/chunks/damaged/      files found damaged, moved aside (never deleted; see ``sweep.integrity``)
+    DIR/chunks/damaged/      files found damaged, moved aside (never deleted; see ``sweep.storage.integrity``)
     DIR/results.nc           the assembled xarray Dataset
     DIR/figures/             figures drawn by ``sweep plot``
 
 Every file is written to a temporary name in the same directory, flushed to disk and moved into place
 with ``os.replace``, so no half-written file is ever visible under its final name; a failed write
 (full disk, lost permission, ...) deletes its temporary file and raises ``WriteFailed``. Every file
-carries a checksum that its reader verifies (``sweep.integrity``); a file that fails it raises
+carries a checksum that its reader verifies (``sweep.storage.integrity``); a file that fails it raises
 ``DamagedFile``.
 """
 
@@ -33,9 +33,9 @@ import numpy as np
 import tomli_w
 import xarray as xr
 
-from sweep import integrity
 from sweep.config import Experiment
-from sweep.integrity import DamagedFile, WriteFailed
+from sweep.storage import integrity
+from sweep.storage.integrity import DamagedFile, WriteFailed
 
 RESULTS = "results.nc"
 CONFIG = "config.toml"

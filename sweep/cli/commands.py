@@ -1,4 +1,5 @@
-"""The ``sweep`` command: argument parsing only; the work lives in importable functions.
+"""The ``sweep`` command's commands: ``main`` parses the arguments (``sweep.cli.parser``) and hands
+them to the importable functions that do the work; only the printing lives here.
 
     sweep run EXPERIMENT.toml --out DIR [--set section.key=value ...] [--force | --resume]
     sweep plot DIR
@@ -11,13 +12,13 @@ full disk) exits with code 1 and one line saying what is saved, what is not and 
 finishes the job.
 
 Each command imports only what it needs: ``sweep --help``, ``sweep status`` and ``sweep theory`` start
-without the training path (sweep.engine, sweep.train, optax) or matplotlib; ``sweep --help`` without JAX.
+without the training path (sweep.runner.engine, sweep.runner.train, optax) or matplotlib; ``sweep --help``
+without JAX.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import shlex
 import signal
 import sys
@@ -26,6 +27,8 @@ import time
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
+
+from sweep.cli.parser import build_parser
 
 STARTED = time.perf_counter()  # the import phase's start where the process's own start is not known
 
@@ -43,162 +46,7 @@ def _process_seconds() -> float:
         return time.perf_counter() - STARTED
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse with its errors in sweep's form: one line, exit code 2. ``arguments`` (a function of the
-    parser) adds the options when they are first needed, so a sub-command's imports (``sweep theory``:
-    JAX, for its list of activations) are paid only when that sub-command is used or its help shown."""
-
-    def __init__(self, *args, arguments=None, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._arguments = arguments
-
-    def _add_arguments(self) -> None:
-        arguments, self._arguments = self._arguments, None
-        if arguments is not None:
-            arguments(self)
-
-    def parse_known_args(self, args=None, namespace=None):
-        self._add_arguments()
-        return super().parse_known_args(args, namespace)
-
-    def format_usage(self) -> str:
-        self._add_arguments()
-        return super().format_usage()
-
-    def format_help(self) -> str:
-        self._add_arguments()
-        return super().format_help()
-
-    def error(self, message: str) -> None:
-        message = message.removeprefix("argument ")
-        self.exit(2, f"sweep: error: {message}; see `{self.prog} --help`\n")
-
-
-def _theory_arguments(parser: argparse.ArgumentParser) -> None:
-    from sweep.theory_cli import add_theory_arguments
-
-    add_theory_arguments(parser)
-
-
-def _number(kind: type, least: float, strict: bool) -> object:
-    """An argparse type: a finite ``kind`` above ``least`` (``strict``) or at least ``least``."""
-
-    def parse(text: str) -> int | float:
-        try:
-            value = kind(text)
-        except ValueError:
-            value = None
-        if value is None or not math.isfinite(value) or value < least or (strict and value == least):
-            what = "a whole number" if kind is int else "a number"
-            bound = f"{'above' if strict else 'at least'} {least:g}"
-            raise argparse.ArgumentTypeError(f"must be {what} {bound}, not {text!r}")
-        return value
-
-    return parse
-
-
-POSITIVE_INT, NON_NEGATIVE_INT, POSITIVE_FLOAT = (
-    _number(int, 1, False),
-    _number(int, 0, False),
-    _number(float, 0, True),
-)
-
-DEMO_EXPERIMENT = "demo.toml"  # shipped inside the package (sweep/experiments/demo.toml)
-
-
-def _add_run_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="override any field, lists and ranges included, e.g. --set 'model.depth=[10,20]'",
-    )
-    parser.add_argument("--scale", default=None, help="apply the file's [scales] entry, e.g. quick or full")
-    parser.add_argument(
-        "--run", default=None, help="apply the file's [runs] entry (one of its related sweeps)"
-    )
-    parser.add_argument("--force", action="store_true", help="overwrite results already in --out")
-    parser.add_argument("--resume", action="store_true", help="finish an interrupted run in --out")
-    parser.add_argument(
-        "--chunk-size", type=POSITIVE_INT, default=None, help="variants per chunk (default: from memory)"
-    )
-    parser.add_argument(
-        "--memory-budget",
-        type=POSITIVE_FLOAT,
-        default=None,
-        metavar="GB",
-        help="memory for one chunk: per device on accelerators, for all CPU devices together on a CPU "
-        "(default: half of what is free)",
-    )
-    parser.add_argument(
-        "--shard",
-        default="0/1",
-        metavar="I/N",
-        help="run shard I of N (job arrays); shards may share --out; `sweep merge` joins them",
-    )
-    parser.add_argument(
-        "--coordinator",
-        default=None,
-        metavar="HOST:PORT",
-        help="jax.distributed coordinator for multi-process runs (SLURM is detected itself)",
-    )
-    parser.add_argument(
-        "--num-processes", type=POSITIVE_INT, default=None, help="processes of a multi-process run"
-    )
-    parser.add_argument(
-        "--process-id", type=NON_NEGATIVE_INT, default=None, help="this process, 0 .. --num-processes - 1"
-    )
-    parser.add_argument("--no-plot", action="store_true", help="do not draw figures into DIR/figures")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="sweep",
-        description="Train many network variants at once and measure why deep networks do or do not train.",
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="run an experiment file")
-    run.add_argument("experiment", type=Path)
-    run.add_argument("--out", type=Path, required=True, help="output directory")
-    _add_run_options(run)
-    plot = commands.add_parser("plot", help="draw the figures of a finished run")
-    plot.add_argument("directory", type=Path)
-    plot.add_argument("--pdf", action="store_true", help="also write each figure as PDF (about 2x the time)")
-    merge = commands.add_parser("merge", help="assemble DIR/results.nc from the chunks of all shards")
-    merge.add_argument("directory", type=Path)
-    status = commands.add_parser("status", help="done / missing / diverged variants of a run directory")
-    status.add_argument("directory", type=Path)
-    demo = commands.add_parser("demo", help="tanh MLP on MNIST-1D: a trainability phase diagram in minutes")
-    demo.add_argument("--out", type=Path, default=Path("runs/demo"))
-    _add_run_options(demo)
-    submit = commands.add_parser(
-        "submit", help="submit a job array through submitit (pip install 'sweep[slurm]')"
-    )
-    submit.add_argument("experiment", type=Path)
-    submit.add_argument("--out", type=Path, required=True)
-    submit.add_argument("--array", type=POSITIVE_INT, required=True, help="number of tasks (shards)")
-    submit.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
-    submit.add_argument("--scale", default=None)
-    submit.add_argument("--partition", default=None)
-    submit.add_argument("--time", type=POSITIVE_INT, default=60, help="minutes per task")
-    submit.add_argument("--gpus-per-task", type=NON_NEGATIVE_INT, default=0)
-    submit.add_argument("--cluster", default=None, help="submitit cluster: slurm (default if found) or local")
-    figures = commands.add_parser("figures", help="run every experiment file and collect its figures")
-    figures.add_argument("experiments", nargs="*", type=Path, help="default: experiments/*.toml")
-    figures.add_argument("--scale", default="quick", help="the files' [scales] entry: quick or full")
-    figures.add_argument(
-        "--out",
-        type=Path,
-        default=Path("figures"),
-        help="folder for the collected PNGs, named EXPERIMENT[-RUN]-FIGURE.png (default: figures)",
-    )
-    commands.add_parser(
-        "theory", help="mean-field theory: q*, c*, chi_1, depth scales", arguments=_theory_arguments
-    )
-    return parser
+DEMO_EXPERIMENT = "demo.toml"  # shipped inside the package, beside this module (sweep/cli/demo.toml)
 
 
 # (label, results attribute) of the engine's share of a run's wall time, in the order it happens
@@ -213,7 +61,7 @@ ENGINE_PHASES = (
 
 def run_phases(attrs: dict, imported: float, figures: float) -> dict[str, float]:
     """Seconds per phase of a ``sweep run``: ``imported`` (process start to the engine imported), the
-    engine's own (``attrs``, see sweep.engine.Timing), and drawing the figures."""
+    engine's own (``attrs``, see sweep.runner.engine.Timing), and drawing the figures."""
     engine = {label: float(attrs.get(key, 0.0)) for label, key in ENGINE_PHASES}
     return {"import": imported} | engine | {"figures": figures}
 
@@ -253,8 +101,8 @@ def _print_summary(results, out: Path | None, figures: list[Path], phases: dict[
 
 def _run(args: argparse.Namespace, experiment: Path | str) -> int:
     from sweep.config import ConfigError
-    from sweep.engine import as_experiment, run
-    from sweep.integrity import WriteFailed
+    from sweep.runner.engine import as_experiment, run
+    from sweep.storage.integrity import WriteFailed
 
     imported = _process_seconds()
 
@@ -262,8 +110,8 @@ def _run(args: argparse.Namespace, experiment: Path | str) -> int:
         if not args.quiet:
             print(f"sweep: {message}", file=sys.stderr)
 
-    from sweep.chunks import parse_shard
-    from sweep.distributed import combine, initialize
+    from sweep.runner.chunks import parse_shard
+    from sweep.runner.distributed import combine, initialize
 
     try:
         shard = parse_shard(args.shard)
@@ -332,7 +180,7 @@ def _prepare_figures(experiment: Callable[[], object]) -> threading.Thread:
 
 def _plot(results, out: Path, pdf: bool = False) -> list[Path]:
     from plots.figures import draw_all
-    from sweep.integrity import WriteFailed
+    from sweep.storage.integrity import WriteFailed
 
     try:
         return draw_all(results, out / "figures", ("png", "pdf") if pdf else ("png",))
@@ -373,16 +221,16 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)
     from sweep.config import ConfigError  # after parsing: `sweep --help` needs neither (nor JAX)
-    from sweep.integrity import DamagedFile, DamagedRun, WriteFailed
+    from sweep.storage.integrity import DamagedFile, DamagedRun, WriteFailed
 
     try:
         if args.command == "run":
             return _run(args, args.experiment)
         if args.command == "demo":
-            with resources.as_file(resources.files("sweep") / DEMO_EXPERIMENT) as path:
+            with resources.as_file(resources.files("sweep.cli") / DEMO_EXPERIMENT) as path:
                 return _run(args, path)
         if args.command == "plot":
-            from sweep.rundir import load
+            from sweep.storage.rundir import load
 
             results = load(args.directory)
             try:
@@ -394,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"figure: {path}")
             return 0
         if args.command == "merge":
-            from sweep.rundir import merge
+            from sweep.storage.rundir import merge
 
             try:
                 results, missing = merge(args.directory)
@@ -404,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{args.directory / 'results.nc'}: {done} variants, {missing} missing")
             return 0 if not missing else 1
         if args.command == "status":
-            from sweep.rundir import status
+            from sweep.storage.rundir import status
 
             s = status(args.directory)
             print(
@@ -416,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"sweep: error: {line}", file=sys.stderr)
             return 2 if s.found_damaged else 0
         if args.command == "submit":
-            from sweep.submit import submit
+            from sweep.runner.submit import submit
 
             slurm = {"timeout_min": args.time, "gpus_per_node": args.gpus_per_task}
             if args.partition:
@@ -436,14 +284,14 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 0
         if args.command == "figures":
-            from sweep.gallery import regenerate
+            from sweep.cli.gallery import regenerate
 
             paths = args.experiments or sorted(Path("experiments").glob("*.toml"))
             for png in regenerate(paths, args.scale, args.out):
                 print(f"figure: {png}")
             return 0
         if args.command == "theory":
-            from sweep.theory_cli import run_theory
+            from sweep.cli.theory import run_theory
 
             return run_theory(args)
     except (ConfigError, FileNotFoundError, DamagedFile, DamagedRun) as error:
@@ -466,7 +314,3 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 143
     return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -2,9 +2,9 @@
 
 A directory written by ``sweep run --out DIR`` (by one process or by many shards) holds
 ``config.toml``, ``chunks/manifest.json`` and one ``.npz`` per finished chunk; ``results.nc`` appears
-once every chunk is there (or after ``sweep merge``). Every chunk read is verified (``sweep.integrity``):
-a damaged one is moved into ``chunks/damaged/`` and reported, and counts as missing until ``--resume``
-recomputes it.
+once every chunk is there (or after ``sweep merge``). Every chunk read is verified
+(``sweep.storage.integrity``): a damaged one is moved into ``chunks/damaged/`` and reported, and counts as
+missing until ``--resume`` recomputes it.
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from sweep import integrity, store
-from sweep.chunks import Chunk, plan_chunks
 from sweep.config import ConfigError, Experiment, load_experiment
-from sweep.grid import groups
-from sweep.integrity import DamagedFile, DamagedRun
-from sweep.predictions import add_predictions
-from sweep.results import Part, assemble
+from sweep.config.grid import groups
+from sweep.measure.predictions import add_predictions
+from sweep.runner.chunks import Chunk, plan_chunks
+from sweep.storage import integrity, store
+from sweep.storage.integrity import DamagedFile, DamagedRun
+from sweep.storage.results import Part, assemble
 
 
 def chunk_identity(chunk: Chunk, fingerprint: str) -> dict[str, Any]:

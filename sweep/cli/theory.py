@@ -21,7 +21,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from sweep.activations import ACTIVATIONS
+from sweep.nets.activations import ACTIVATIONS
 
 DEFAULT_SIGMA_W2 = (1.0, 1.5, 2.0, 2.5, 3.0, 4.0)
 DEFAULT_BATCH_SIZES = (4, 8, 16, 32, 64, 128, 256)
