@@ -202,7 +202,7 @@ def main() -> None:
     parser.add_argument("--small", action="store_true", help="also width 32, batch 32 (a second table)")
     parser.add_argument("--json", type=Path, default=None, help="also write the tables here")
     args = parser.parse_args()
-    use_every_cpu_core()  # as sweep.engine.run does, before JAX starts
+    use_every_cpu_core()  # as sweep.runner.engine.run does, before JAX starts
     print(
         f"{platform.processor() or platform.machine()}, {len(jax.local_devices())} {jax.default_backend()} "
         f"device(s), load average {os.getloadavg()[0]:.1f}"
