@@ -94,16 +94,20 @@ def normalisation_growth_figure(ds: xr.Dataset) -> Figure:
                 )
         ax.axhline(1.0, color="0.6", lw=1.0, zorder=1)
         ax.set_xscale("log", base=2)
+        ax.set_xlim(batch.min() / 1.3, batch.max() * 1.3)  # also where no point is finite
         ax.set_xticks(batch, [f"{b:g}" for b in batch])
+        ax.minorticks_off()
         ax.set_xlabel("batch size B (rows per measured minibatch)")
         ax.set_title(f"{activation}" if activation else "")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel(
         "growth per layer toward the input\n" + r"of $\|\partial\mathcal{L}/\partial W^l\|^2$"
     )
+    shown = np.concatenate([np.ravel(growth.values), np.ravel(theory.values)])
+    shown = shown[np.isfinite(shown) & (shown > 0)]  # a net too shallow to fit has none
+    lo, hi = (shown.min(), shown.max()) if shown.size else (1.0, 1.0)
+    axes[0][0].set_ylim(min(0.9 * lo, 0.8), max(1.1 * hi, 2.2))
     axes[0][0].set_yscale("log")
-    lo, hi = axes[0][0].get_ylim()
-    axes[0][0].set_ylim(min(lo, 0.8), max(hi, 2.2))
     readable_log_axis(axes[0][0])
     handles, labels = [], []
     for ax in axes[0]:
@@ -114,9 +118,10 @@ def normalisation_growth_figure(ds: xr.Dataset) -> Figure:
     fig.legend(handles, labels, loc="center right", fontsize=9, frameon=True)
     sigma = f"$\\sigma_w^2$ = {model.get('sigma_w2')}, $\\sigma_b^2$ = {model.get('sigma_b2')}"
     fig.suptitle(
-        "Batch norm makes gradients explode toward the input at a rate set by the batch size, whatever "
-        f"$\\sigma_w^2$; layer norm has no batch-size effect\n{describe(ds)}, depth {model.get('depth')}, "
-        f"{sigma}; fit over hidden layers, mean and range over seeds",
+        "Batch norm makes gradients explode toward the input at a rate set by the batch size "
+        "(its theory has no $\\sigma_w^2$ in it); layer norm has no batch-size effect\n"
+        f"{describe(ds)}, depth {model.get('depth')}, {sigma}; "
+        "fit over hidden layers, mean and range over seeds",
         fontsize=10,
     )
     fig.tight_layout(rect=(0, 0, 0.80, 0.93))
@@ -156,12 +161,14 @@ def normalisation_depth_figure(ds: xr.Dataset) -> Figure:
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=9)
     model, train = run_config(ds)["model"], run_config(ds)["train"]
     what = describe(ds).replace(f"{model.get('arch')}, ", "")
+    seeds = ds.sizes.get("seed", 1)
     fig.suptitle(
-        "Which networks train deep: final training accuracy against depth, with and without normalisation\n"
-        f"{what}, batch {train.get('batch_size')},\n$\\sigma_w^2$ = {model.get('sigma_w2')}, "
-        f"$\\sigma_b^2$ = {model.get('sigma_b2')}; mean and range over seeds; "
-        "the gradient factor is the geometric mean per layer toward the input, measured at the deepest net",
+        "Which networks train deep: final training accuracy against depth\n"
+        f"{what}, batch {train.get('batch_size')}, $\\sigma_w^2$ = {model.get('sigma_w2')}, "
+        f"$\\sigma_b^2$ = {model.get('sigma_b2')}, {seeds} seeds (mean and range)\n"
+        "legend: the gradient norm's factor per layer toward the input at initialisation "
+        "(geometric mean, deepest net)",
         fontsize=10,
     )
-    fig.tight_layout(rect=(0, 0, 1, 0.86))
+    fig.tight_layout(rect=(0, 0, 1, 0.88))
     return fig

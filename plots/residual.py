@@ -69,10 +69,12 @@ def families(ds: xr.Dataset) -> list[tuple[str, dict]]:
 
 def shows_residual_gradients(ds: xr.Dataset) -> bool:
     """Gradient norms at initialisation over several depths, for at least one residual family and one
-    other (plain or scaled)."""
+    other (plain or scaled), without normalisation swept beside them (``plots.normalisation`` draws
+    those runs: the residual mean field does not describe normalised branches)."""
     names = {name for name, _ in families(ds)}
     return (
         "grad_norm" in ds
+        and "norm" not in ds.dims
         and "depth" in ds.dims
         and ds.sizes["depth"] > 1
         and bool(names & {"residual", "scaled"})
