@@ -47,3 +47,36 @@ def test_background_compile_leaves_nothing_for_add_predictions(tiny):
     _, cold = _grid(dict(tiny), list(np.linspace(1.0, 3.0, 9)))  # the control: nothing compiled ahead
     compiles, _ = _compiles_during(lambda: add_predictions(cold))
     assert compiles
+
+
+def test_trainability_agreement_counts_only_the_variants_the_theory_describes(tiny):
+    """model.arch swept over mlp and resnet: the MLP mean field's rule is judged on the MLP cells alone
+    (residual nets train where it predicts MLPs do not; they must not count against it, nor for it)."""
+    tiny["model"] |= {
+        "arch": ["mlp", "resnet"],
+        "activation": "tanh",
+        "sigma_w2": [1.0, 1.76],
+        "depth": [4, 200],
+    }
+    tiny["measure"] |= {"trained_accuracy": 0.5}
+    experiment = engine.as_experiment(tiny)
+    dims = ("arch", "depth", "sigma_w2", "step")
+    # MLP: trains where depth <= 6 xi_c (shallow everywhere, deep only at the critical 1.76); resnet: always
+    accuracy = np.zeros((2, 2, 2, 2))
+    accuracy[0, 0, :, -1] = 0.9
+    accuracy[0, 1, 1, -1] = 0.9
+    accuracy[1, :, :, -1] = 0.9
+    coords = {"arch": ["mlp", "resnet"], "depth": [4, 200], "sigma_w2": [1.0, 1.76], "step": [0, 10]}
+    coords["layer"] = np.arange(1, 203)  # embed, 200 blocks, readout
+    ds = xr.Dataset(
+        {
+            "train_accuracy": (dims, accuracy),
+            "diverged": (dims[:3], np.zeros((2, 2, 2), bool)),
+            "completed": (dims[:3], np.ones((2, 2, 2), bool)),
+        },
+        coords=coords,
+        attrs={"config": store.config_text(experiment), "n_classes": 10},
+    )
+    ds = add_predictions(ds)
+    assert bool(ds["xi_c"].sel(arch="resnet").isnull().all())
+    assert ds.attrs["trainability_agreement"] == 1.0  # the MLP cells follow the rule exactly

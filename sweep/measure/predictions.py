@@ -107,6 +107,9 @@ def add_predictions(ds: xr.Dataset) -> xr.Dataset:
     if not bool(follows.all()):  # model.arch swept over architectures with and without the theory
         for key in PREDICTED:
             ds[key] = ds[key].where(follows)
+    score = agreement(ds)  # over the variants the theory describes
+    if score is not None:
+        ds.attrs["trainability_agreement"] = score
     return ds
 
 
@@ -118,9 +121,6 @@ def _add_mlp_predictions(ds: xr.Dataset) -> xr.Dataset:
     activation, sigma_w2, sigma_b2 = xr.broadcast(activation, sigma_w2, sigma_b2)
     out = _theory_on_grid(activation.values, sigma_w2.values, sigma_b2.values)
     ds = label(ds.assign({key: (sigma_w2.dims, out[key]) for key in PREDICTED}))
-    score = agreement(ds)
-    if score is not None:
-        ds.attrs["trainability_agreement"] = score
     if uses_mixed_scales(ds):
         ds = add_mixed_predictions(ds)
     return ds
@@ -355,12 +355,18 @@ def theory_table(activation: str, sigma_w2: np.ndarray, sigma_b2: np.ndarray) ->
 
 def trained_and_predicted(ds: xr.Dataset) -> tuple[xr.DataArray, xr.DataArray] | None:
     """Boolean (depth, sigma_w2) maps: measured "trained" and predicted "depth <= n xi_c" (None if the grid
-    lacks those dims). Seeds are averaged; other swept dims take their best value."""
+    lacks those dims). Seeds are averaged; other swept dims take their best value, over the variants
+    the theory describes (``xi_c`` not NaN: an arch-swept run compares its MLP cells only)."""
     if not {"sigma_w2", "depth"} <= set(ds.dims) or "xi_c" not in ds:
         return None
     measure = _config(ds)["measure"]
     accuracy = final_accuracy(ds)
     xi = ds["xi_c"]
+    described = xi.notnull()  # NaN: a variant the theory does not describe (another architecture)
+    if not bool(described.all()):
+        accuracy = accuracy.where(described)
+        for dim in [d for d in xi.dims if d not in ("depth", "sigma_w2")]:
+            xi = xi.max(dim)  # the value of the variants it describes (equal along such a dim)
     if "seed" in accuracy.dims:
         accuracy = accuracy.mean("seed")
     for dim in [d for d in accuracy.dims if d not in ("depth", "sigma_w2")]:
