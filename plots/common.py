@@ -63,7 +63,7 @@ def describe(ds: xr.Dataset, at_initialisation: bool = False) -> str:
     c = run_config(ds)
     m, d, t = c.get("model", {}), c.get("data", {}), c.get("train", {})
     what = (
-        f"{_words(m.get('activation'))} {m.get('arch', 'mlp')}, width {_words(m.get('width'))}, "
+        f"{_words(m.get('activation'))} {_words(m.get('arch', 'mlp'))}, width {_words(m.get('width'))}, "
         f"{_words(m.get('init'))} init, {d.get('name')}"
     )
     if at_initialisation:
