@@ -47,12 +47,18 @@ def gaussian(z: jax.Array) -> jax.Array:
     return z / jnp.sqrt(z.shape[-2])
 
 
+def orthonormal(z: jax.Array) -> jax.Array:
+    """Haar-random matrices with orthonormal columns (tall) or rows (wide, fan_in < fan_out) from unit
+    Gaussians ``z [..., fan_in, fan_out]`` (any leading stacked axes), by the engine's Gram-Schmidt; no
+    rescaling (entries of variance 1/max(fan_in, fan_out))."""
+    return jnp.vectorize(_orthogonalise, signature="(m,n)->(m,n)")(z)
+
+
 def orthogonal(z: jax.Array) -> jax.Array:
     """Orthonormal rows or columns have entries of variance 1/max(fan_in, fan_out), rescaled to
     1/fan_in (square layers: exactly an orthogonal matrix)."""
     fan_in, fan_out = z.shape[-2:]
-    q = jnp.vectorize(_orthogonalise, signature="(m,n)->(m,n)")(z)
-    return q * jnp.sqrt(max(fan_in, fan_out) / fan_in)
+    return orthonormal(z) * jnp.sqrt(max(fan_in, fan_out) / fan_in)
 
 
 INITIALISERS: dict[str, Callable[[jax.Array], jax.Array]] = {"gaussian": gaussian, "orthogonal": orthogonal}
