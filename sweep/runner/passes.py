@@ -66,11 +66,15 @@ def in_passes(fn: Callable[[Any], Any], xs: Any, per_pass: int) -> Any:
 
     ``xs`` is a pytree of [V, ...] arrays. The last pass is filled up by repeating the last variant (its
     results are dropped), so that every pass runs the same vmapped body: one copy of it in the program.
-    Returns ``fn``'s outputs stacked over the V variants, [V, ...].
+    Returns ``fn``'s outputs stacked over the V variants, [V, ...]. Passes of one variant are a plain
+    ``lax.map`` (no vmap): the same numbers up to float rounding (1.5e-7 relative, measured on
+    gradient norms), and the normalisation layers' reductions run 1.8x faster without the size-1 axis.
     """
     n = jax.tree.leaves(xs)[0].shape[0]
     if per_pass >= n:
         return jax.vmap(fn)(xs)
+    if per_pass == 1:  # a scan over the variants, unbatched: XLA's CPU kernels are slower on a leading
+        return jax.lax.map(fn, xs)  # axis of size 1 (normalised nets at width 128: 1.8x; MLPs alike)
     passes = -(-n // per_pass)
     pad = passes * per_pass - n
     padded = jax.tree.map(lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)]), xs) if pad else xs
