@@ -3,7 +3,8 @@
 Public names: ``run`` (experiment -> results Dataset), ``load`` (a run directory -> Dataset),
 ``load_experiment``, and the errors they raise: ``ConfigError`` (bad input), ``DamagedFile`` and
 ``DamagedRun`` (a run directory's files fail their checks) and ``WriteFailed`` (a file could not be
-written; what was saved is said); ``register_architecture`` (your own network, docs/custom_architectures.md).
+written; what was saved is said); ``register_architecture``, ``Architecture`` and ``NewField`` (your own
+network and the ``[model]`` fields it adds, docs/custom_architectures.md).
 
 The names are imported on first use (a module-level ``__getattr__``), so ``import sweep`` and the
 command line start without JAX and the training path; ``from sweep import run`` works as usual.
@@ -23,6 +24,8 @@ _PUBLIC = {
     "WriteFailed": "sweep.storage.integrity",
     "load": "sweep.storage.rundir",
     "register_architecture": "sweep.nets.contract",
+    "Architecture": "sweep.nets.contract",
+    "NewField": "sweep.nets.contract",
 }
 
 __all__ = sorted(_PUBLIC)

@@ -16,7 +16,7 @@ from sweep.config.grid import groups
 from sweep.data import load_dataset
 from sweep.measure.metrics import cross_entropy
 from sweep.nets import block_jacobian
-from sweep.nets.contract import architecture_names, register_architecture, resolve
+from sweep.nets.contract import architecture_names, new_dynamic_defaults, register_architecture, resolve
 from sweep.nets.forward import signal
 from sweep.nets.mlp import MLP, plain_block
 from sweep.runner import engine, train
@@ -59,6 +59,9 @@ def one_network(tiny: dict, arch: str, sigma_w2: float = 1.5, seed: int = 0):
         name: jnp.float32(sigma_w2 if name == "sigma_w2" else 0.05) for name in ("sigma_w2", "sigma_b2")
     }
     dynamic |= {name: jnp.float32(getattr(exp.base.model, name)) for name in a.dynamic_fields}
+    dynamic |= {
+        name: value for name, value in new_dynamic_defaults(a).items()
+    }  # e.g. the example's gate_scale
     params, state = a.init(variant_key(jnp.uint32(seed), 0), dynamic, spec)
     return a, spec, params, state, dataset
 
@@ -95,7 +98,7 @@ def test_vmapped_group_equals_single_variant(tiny, monkeypatch, arch, per_pass):
     one = jax.jit(lambda hyper: train_variant(spec, hyper, data))
     dyn = group.dynamic()
     for i, variant in enumerate(group.variants):
-        alone = one(Hyper(**{k: jnp.asarray(v[i]) for k, v in dyn.items()}))
+        alone = one(Hyper.of({k: jnp.asarray(v[i]) for k, v in dyn.items()}, tuple(spec.extra_dtypes)))
         in_group = results.isel(dict(zip(results["train_loss"].dims[:2], variant.index, strict=True)))
         for name in OUTPUTS:
             np.testing.assert_allclose(in_group[name].values, np.asarray(alone[name]), rtol=2e-4, atol=1e-6)

@@ -35,7 +35,13 @@ from sweep.config.fields import (
     ModelConfig,
     TrainConfig,
     axis_name,
+    config_fields,
+    dynamic_fields,
+    experiment_fields,
+    field_spec,
+    new_field,
     parse_layer_scales,
+    static_fields,
 )
 
 __all__ = [
@@ -60,11 +66,17 @@ __all__ = [
     "ModelConfig",
     "TrainConfig",
     "axis_name",
+    "config_fields",
+    "dynamic_fields",
+    "experiment_fields",
     "experiment_from_dict",
+    "field_spec",
     "load_experiment",
     "named_overrides",
+    "new_field",
     "parse_layer_scales",
     "parse_override",
     "parse_value",
     "read_toml",
+    "static_fields",
 ]

@@ -9,8 +9,9 @@ is either fixed (a scalar) or swept:
     depth = {range = [10, 101, 10]}        # range(start, stop, step)
 
 Integer fields round ``linspace``/``geomspace`` values to the nearest integer and drop duplicates. The
-grid is the product of all swept fields, in the order they appear in ``FIELDS``. Everything is checked
-before any JAX code runs; a bad value raises ``ConfigError`` with one line naming the file and the field.
+grid is the product of all swept fields, in the order they appear in ``FIELDS`` (an architecture's own
+``[model]`` fields, ``sweep.nets.NewField``, after the built-in ones). Everything is checked before any
+JAX code runs; a bad value raises ``ConfigError`` with one line naming the file and the field.
 
 The fields themselves, their types and checks: ``sweep.config.fields``.
 """
@@ -39,6 +40,8 @@ from sweep.config.fields import (
     ConfigError,
     Field,
     axis_name,
+    experiment_fields,
+    new_field,
 )
 
 
@@ -79,12 +82,13 @@ class Experiment:
     def fingerprint(self) -> str:
         """A hash of the resolved experiment: equal iff the same variants would be computed.
 
-        Fields added later (``ADDED_FIELDS``) count only where they differ from their defaults, so the
-        fingerprint of an experiment that does not use them is the one it had before they existed
-        (its saved runs still resume)."""
+        Fields added later (``ADDED_FIELDS``, and an architecture's own new fields) count only where
+        they differ from their defaults, so the fingerprint of an experiment that does not use them is
+        the one it had before they existed (its saved runs still resume)."""
         sections = self.to_toml_dict()
         default = Config()
-        for field in ADDED_FIELDS:
+        new = [f"model.{name}" for name, _ in self.base.model.extra]
+        for field in (*ADDED_FIELDS, *new):
             section, key = field.split(".")
             if sections[section][key] == default.get(field):
                 del sections[section][key]
@@ -142,9 +146,10 @@ def _range_values(kind: str, args: Any, spec: Field, source: str, field: str) ->
     return [float(f"{v:.12g}") for v in values]
 
 
-def parse_value(raw: Any, field: str, source: str) -> tuple[Any, ...] | Any:
-    """A raw TOML value -> a checked scalar, or a tuple of checked values if it sweeps."""
-    spec = FIELDS[field]
+def parse_value(raw: Any, field: str, source: str, spec: Field | None = None) -> tuple[Any, ...] | Any:
+    """A raw TOML value -> a checked scalar, or a tuple of checked values if it sweeps. ``spec``: the
+    field's type and check (default ``FIELDS[field]``; an architecture's new field passes its own)."""
+    spec = spec or FIELDS[field]
     if isinstance(raw, dict):
         if len(raw) != 1 or next(iter(raw)) not in ("linspace", "geomspace", "range"):
             raise _fail(
@@ -163,19 +168,34 @@ def parse_value(raw: Any, field: str, source: str) -> tuple[Any, ...] | Any:
 
 
 def _check_sections(raw: Mapping[str, Any], source: str) -> None:
+    """Known sections, each a table, and known keys; a ``[model]`` key may be an architecture's new
+    field (checked once the architectures are known: ``_unknown_key``)."""
     for section, body in raw.items():
         if section not in SECTIONS:
             raise ConfigError(f"{source}: unknown section [{section}]; expected one of {list(SECTIONS)}")
         if not isinstance(body, dict):
             raise ConfigError(f"{source}: [{section}] must be a table")
         for key in body:
-            if f"{section}.{key}" not in FIELDS:
-                known = [f.split(".")[1] for f in FIELDS if f.startswith(section + ".")]
-                raise ConfigError(f"{source}: unknown key {section}.{key}; [{section}] accepts {known}")
+            if f"{section}.{key}" not in FIELDS and section != "model":
+                raise _unknown_key(source, f"{section}.{key}", FIELDS)
+
+
+def _unknown_key(source: str, field: str, fields: Mapping[str, Field]) -> ConfigError:
+    section = field.split(".")[0]
+    known = [f.split(".")[1] for f in fields if f.startswith(section + ".")]
+    return ConfigError(f"{source}: unknown key {field}; [{section}] accepts {known}")
 
 
 def parse_override(text: str) -> tuple[str, Any]:
     """``"section.key=value"`` -> (field, raw TOML value); bare words are strings."""
+    field, raw = _split_override(text)
+    if field not in FIELDS:
+        raise ConfigError(f"--set {text!r}: unknown key {field}")
+    return field, raw
+
+
+def _split_override(text: str) -> tuple[str, Any]:
+    """``parse_override`` but for the key check: a ``model.*`` key may be an architecture's new field."""
     field, sep, value = text.partition("=")
     field = field.strip()
     if not sep or field.count(".") != 1:
@@ -183,7 +203,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     section = field.split(".")[0]
     if section not in SECTIONS:
         raise ConfigError(f"--set {text!r}: unknown section [{section}]")
-    if field not in FIELDS:
+    if field not in FIELDS and section != "model":
         raise ConfigError(f"--set {text!r}: unknown key {field}")
     value = value.strip()
     try:
@@ -220,37 +240,110 @@ def experiment_from_dict(
     Besides the four sections, a file may name override lists: ``[scales]`` (e.g. ``quick``, ``full``)
     and ``[runs]`` (several related sweeps in one file, e.g. one per activation). They apply in the order
     scale, run, then the command line's ``--set``.
+
+    The ``[model]`` section also accepts the new fields of the grid's architectures
+    (``Architecture.new_fields``); the config holds every one of them, at its default where not set.
     """
     body_sections = {k: v for k, v in raw.items() if k not in OVERRIDE_TABLES}
     _check_sections(body_sections, source)
-    values: dict[str, tuple[str, Any]] = {}
+    values: dict[str, tuple[str, Any, str | None]] = {}  # field -> (origin, raw value, --set text)
+    candidates = []  # the model.arch values that later overrides replace (_resolve_quietly)
     for section, body in body_sections.items():
         for key, value in body.items():
-            values[f"{section}.{key}"] = (source, value)
+            values[f"{section}.{key}"] = (source, value, None)
     named = named_overrides(raw, "scales", scale, source) + named_overrides(raw, "runs", run, source)
-    for text in named:
-        field, value = parse_override(text)
-        values[field] = (source, value)
-    for text in overrides:
-        field, value = parse_override(text)
-        values[field] = ("--set", value)
+    for origin, text in [(source, text) for text in named] + [("--set", text) for text in overrides]:
+        field, value = _split_override(text)
+        if field == "model.arch" and field in values:
+            candidates.append(values[field][1])
+        values[field] = (origin, value, text)
     fixed: dict[str, Any] = {}
     axes: list[Axis] = []
-    for field in FIELDS:
-        if field not in values:
-            continue
-        origin, raw_value = values[field]
-        parsed = parse_value(raw_value, field, origin)
+
+    def take(field: str, spec: Field) -> None:
+        origin, raw_value, _ = values[field]
+        parsed = parse_value(raw_value, field, origin, spec)
         if isinstance(parsed, tuple):
             axes.append(Axis(field, parsed))
         else:
             fixed[field] = parsed
-    base = Config().replace(fixed)
+
+    if "model.arch" in values:  # first: the architectures say which further [model] fields exist
+        take("model.arch", FIELDS["model.arch"])
+    fields = _grid_fields(fixed, axes)
+    unknown = [field for field in values if field not in fields]
+    if unknown:  # the fields of an architecture that an override replaced (held at its default below)
+        _resolve_quietly(candidates)
+    for field in unknown:
+        origin, raw_value, text = values.pop(field)
+        declared = new_field(field)
+        at_default = declared is not None and parse_value(raw_value, field, origin, declared) in (
+            declared.default,
+            (declared.default,),
+        )
+        if not at_default:
+            raise _refused_key(origin, field, text, fields, fixed, axes)
+    for field, spec in fields.items():
+        if field in values and field != "model.arch":
+            take(field, spec)
+    new = {field: spec.default for field, spec in fields.items() if field not in FIELDS}
+    base = Config().replace(new | fixed)
     _check_jacobian_schedule(base, axes, source)
     _check_mix(base, axes, source)
     _check_architecture_fields(base, axes, source)
     _check_batch_norm_jacobian(base, axes, source)
     return Experiment(base=base, axes=tuple(axes), source=source)
+
+
+def _grid_archs(fixed: Mapping[str, Any], axes: list[Axis]) -> tuple[str, ...]:
+    """The values of model.arch in the grid (parsed and checked already)."""
+    for axis in axes:
+        if axis.field == "model.arch":
+            return axis.values
+    return (fixed.get("model.arch", Config().model.arch),)
+
+
+def _grid_fields(fixed: Mapping[str, Any], axes: list[Axis]) -> dict[str, Field]:
+    """The fields of an experiment whose grid holds these architectures: ``FIELDS`` and their new ones."""
+    from sweep.nets.contract import resolve
+
+    return experiment_fields(resolve(name) for name in _grid_archs(fixed, axes))
+
+
+def _resolve_quietly(candidates: list[Any]) -> None:
+    """Register the architectures named by ``model.arch`` values that later overrides replaced, where
+    they resolve: a file may hold one's new fields, which ``--set model.name=default`` then neutralises
+    (as ``--set model.mix_scale_a=1`` does a built-in one another architecture does not read)."""
+    from sweep.nets.contract import ArchitectureError, resolve
+
+    for value in candidates:
+        for name in value if isinstance(value, list) else [value]:
+            if isinstance(name, str):
+                try:
+                    resolve(name)
+                except ArchitectureError:
+                    pass  # not in the grid: its problems are not this experiment's
+
+
+def _refused_key(
+    origin: str,
+    field: str,
+    text: str | None,
+    fields: Mapping[str, Field],
+    fixed: Mapping[str, Any],
+    axes: list[Axis],
+) -> ConfigError:
+    """The one line for a key the experiment does not accept: a registered architecture's new field
+    that none of the grid's declares, or no field at all (as without architectures' new fields)."""
+    from sweep.nets.contract import declared_by
+
+    if new_field(field) is not None:
+        names = ", ".join(map(repr, sorted(set(_grid_archs(fixed, axes)))))
+        owners = ", ".join(map(repr, declared_by(field.split(".")[1])))
+        return _fail(origin, field, f"has no effect with model.arch = {names} (a field of {owners})")
+    if text is not None:
+        return ConfigError(f"--set {text!r}: unknown key {field}")
+    return _unknown_key(origin, field, fields)
 
 
 def _check_mix(base: Config, axes: list[Axis], source: str) -> None:
@@ -275,9 +368,13 @@ def _check_architecture_fields(base: Config, axes: list[Axis], source: str) -> N
         archs = [resolve(name) for name in swept.get("model.arch", (base.model.arch,))]
     except ArchitectureError:
         return  # model.arch's own check has said what is wrong
-    read = [{f"model.{name}" for name in (*a.static_fields, *a.dynamic_fields)} for a in archs]
+    read = [
+        {f"model.{name}" for name in (*a.static_fields, *a.dynamic_fields, *(f.name for f in a.new_fields))}
+        for a in archs
+    ]
     default = Config()
-    for field in [*MIX_FIELDS, "model.mix", "model.layer_scales", *BRANCH_FIELDS, "model.norm"]:
+    new = [f"model.{name}" for name, _ in base.model.extra]  # the grid's architectures' own fields
+    for field in [*MIX_FIELDS, "model.mix", "model.layer_scales", *BRANCH_FIELDS, "model.norm", *new]:
         used = set(swept.get(field, (base.get(field),))) != {default.get(field)}
         if used and not all(field in r for r in read):
             names = sorted(set(swept.get("model.arch", (base.model.arch,))))

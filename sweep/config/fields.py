@@ -34,7 +34,10 @@ couples the rows of a batch: its gradients and forward signal are measured in mi
 The architecture (``[model] arch``) is ``"mlp"``, ``"resnet"``, another registered name
 (``sweep.register_architecture``) or your own as ``"package.module:attribute"``, imported (from the
 installed packages or the current directory) when the file is validated; see
-docs/custom_architectures.md.
+docs/custom_architectures.md. Such an architecture may add ``[model]`` fields of its own
+(``sweep.nets.NewField``): a config holds them in ``ModelConfig.extra`` and reads and writes them by name
+like the built-in ones (``Config.get``, ``Config.replace``, ``Config.as_dict``); ``experiment_fields``
+is ``FIELDS`` with the new fields of a grid's architectures.
 """
 
 from __future__ import annotations
@@ -76,6 +79,21 @@ class ModelConfig:
     branch_scaling: str = "none"  # resnet: none | inv_sqrt_depth (alpha / sqrt(L))
     branch_gain: str = "fixed"  # resnet: fixed | learned (a scalar gain per block, starting at alpha)
     norm: str = "none"  # none | layer | batch: phi(N(W x + b)) (mlp; resnet branches)
+    # an architecture's own fields (sweep.nets.NewField) as (name, value) pairs, in declaration order
+    extra: tuple[tuple[str, Any], ...] = ()
+
+    def get(self, name: str) -> Any:
+        """A field's value by name: a built-in one, or an architecture's new field (its default where
+        this config does not hold it); KeyError if ``name`` is neither."""
+        if name in MODEL_KEYS:
+            return getattr(self, name)
+        for key, value in self.extra:
+            if key == name:
+                return value
+        declared = new_field(f"model.{name}")
+        if declared is None:
+            raise KeyError(f"model.{name}")
+        return declared.default
 
 
 @dataclass(frozen=True)
@@ -122,18 +140,31 @@ class Config:
 
     def get(self, field: str) -> Any:
         section, key = field.split(".")
+        if section == "model":
+            return self.model.get(key)
         return getattr(getattr(self, section), key)
 
     def replace(self, values: Mapping[str, Any]) -> Config:
-        """A copy with ``{"section.key": value}`` replaced."""
+        """A copy with ``{"section.key": value}`` replaced (an architecture's new field included)."""
         sections = {name: getattr(self, name) for name in SECTIONS}
+        extra = dict(self.model.extra)
         for field, value in values.items():
             section, key = field.split(".")
-            sections[section] = dataclasses.replace(sections[section], **{key: value})
+            if section == "model" and key not in MODEL_KEYS:
+                if new_field(field) is None:
+                    raise TypeError(f"{field} is no field of [model] nor a registered architecture's")
+                extra[key] = value
+            else:
+                sections[section] = dataclasses.replace(sections[section], **{key: value})
+        if extra != dict(self.model.extra):
+            sections["model"] = dataclasses.replace(sections["model"], extra=tuple(extra.items()))
         return Config(**sections)
 
     def as_dict(self) -> dict[str, dict[str, Any]]:
-        return dataclasses.asdict(self)
+        """The sections as plain dicts; an architecture's new fields appear in ``model`` by name."""
+        out = dataclasses.asdict(self)
+        out["model"] |= dict(out["model"].pop("extra"))
+        return out
 
 
 OVERRIDE_TABLES = ("scales", "runs")  # named lists of --set strings, see experiment_from_dict
@@ -149,11 +180,14 @@ SECTIONS: dict[str, type] = {
 # ---------------------------------------------------------------------------------------------- fields
 @dataclass(frozen=True)
 class Field:
-    """How one ``section.key`` is typed and checked, and whether it changes shapes/code (static)."""
+    """How one ``section.key`` is typed and checked, and whether it changes shapes/code (static).
+    ``default`` and ``doc`` are set for an architecture's new fields (``new_field``)."""
 
     kind: type  # bool, int, float or str
     static: bool
     check: Callable[[Any], str | None] = lambda value: None  # returns a problem or None
+    default: Any = None
+    doc: str = ""
 
 
 def _positive(value: float) -> str | None:
@@ -256,6 +290,79 @@ FIELDS: dict[str, Field] = {
 }
 STATIC_FIELDS = tuple(f for f, spec in FIELDS.items() if spec.static)
 DYNAMIC_FIELDS = tuple(f for f, spec in FIELDS.items() if not spec.static)
+MODEL_KEYS = frozenset(f.name for f in dataclasses.fields(ModelConfig)) - {"extra"}
+
+
+# ----------------------------------------------------------------------- an architecture's new fields
+def _as_field(declared: Any, checks: Iterable[Callable[[Any], str | None]] = ()) -> Field:
+    """A ``sweep.nets.NewField`` as a config ``Field`` checked by ``checks`` (default: its own check)."""
+    checks = tuple(checks) or ((declared.check,) if declared.check is not None else ())
+
+    def check(value: Any) -> str | None:
+        return next((problem for c in checks if (problem := c(value))), None)
+
+    return Field(declared.type, declared.static, check, declared.default, declared.doc)
+
+
+def new_field(field: str) -> Field | None:
+    """``model.<name>`` as a registered architecture declares it (``sweep.nets.NewField``), or None
+    (a built-in field, another section's, or no architecture registered in this process declares it)."""
+    section, _, key = field.partition(".")
+    if section != "model" or key in MODEL_KEYS:
+        return None
+    from sweep.nets.contract import new_field as declaration
+
+    declared = declaration(key)
+    return None if declared is None else _as_field(declared)
+
+
+def experiment_fields(archs: Iterable[Any]) -> dict[str, Field]:
+    """``FIELDS`` plus the new fields of the architectures ``archs`` (``sweep.nets.Architecture``s),
+    inserted after the built-in ``[model]`` fields in declaration order: the fields of an experiment
+    whose grid holds ``archs``. A field several of them declare (alike) runs every one's check."""
+    declared: dict[str, Any] = {}
+    checks: dict[str, list[Callable[[Any], str | None]]] = {}
+    for arch in archs:
+        for entry in arch.new_fields:
+            declared.setdefault(entry.name, entry)
+            if entry.check is not None and entry.check not in checks.setdefault(entry.name, []):
+                checks[entry.name].append(entry.check)
+    if not declared:
+        return FIELDS
+    new = {f"model.{name}": _as_field(entry, checks[name]) for name, entry in declared.items()}
+    model = {f: spec for f, spec in FIELDS.items() if f.startswith("model.")}
+    return model | new | {f: spec for f, spec in FIELDS.items() if not f.startswith("model.")}
+
+
+def config_fields(config: Config) -> tuple[str, ...]:
+    """Every field ``config`` holds: ``FIELDS`` and its architecture's new fields (after ``[model]``'s)."""
+    new = tuple(f"model.{name}" for name, _ in config.model.extra)
+    if not new:
+        return tuple(FIELDS)
+    model = tuple(f for f in FIELDS if f.startswith("model."))
+    return (*model, *new, *(f for f in FIELDS if not f.startswith("model.")))
+
+
+def field_spec(field: str) -> Field:
+    """A field's ``Field``: ``FIELDS[field]`` or a registered architecture's new field (KeyError if none)."""
+    spec = FIELDS.get(field) or new_field(field)
+    if spec is None:
+        raise KeyError(field)
+    return spec
+
+
+def static_fields(config: Config) -> tuple[str, ...]:
+    """``STATIC_FIELDS`` and the static new fields ``config`` holds: equal within a group."""
+    if not config.model.extra:
+        return STATIC_FIELDS
+    return tuple(f for f in config_fields(config) if field_spec(f).static)
+
+
+def dynamic_fields(config: Config) -> tuple[str, ...]:
+    """``DYNAMIC_FIELDS`` and the dynamic new fields ``config`` holds: the vmapped values."""
+    if not config.model.extra:
+        return DYNAMIC_FIELDS
+    return tuple(f for f in config_fields(config) if not field_spec(f).static)
 
 
 def axis_name(field: str) -> str:

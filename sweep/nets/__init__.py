@@ -5,6 +5,7 @@ derives from any architecture (``forward``, ``block_jacobian``)."""
 from sweep.nets.contract import (
     Architecture,
     ArchitectureError,
+    NewField,
     Spec,
     architecture_names,
     register_architecture,
@@ -14,6 +15,7 @@ from sweep.nets.contract import (
 __all__ = [
     "Architecture",
     "ArchitectureError",
+    "NewField",
     "Spec",
     "architecture_names",
     "register_architecture",

@@ -20,6 +20,11 @@ stack (``sweep.nets.block_jacobian``: ``J = ds^L / ds^1``), memory and CPU pass 
 ``sweep.nets.sizes``) and chunk costs. An entry may add faster paths that give the same numbers (the
 MLP's hand-written layer lives in its block; its Jacobian product in ``exact_jacobian``).
 
+An architecture may add ``[model]`` fields of its own (``new_fields``, each a ``NewField``): an
+experiment file that names it may set and sweep them like built-in fields. A static one reaches the
+functions as ``spec.option(name)`` (a distinct value is a distinct program), a dynamic one as a traced
+scalar in ``init``'s ``dynamic`` (vmapped: one program serves every value).
+
 Architectures are registered by name (``register_architecture``); an experiment file may also name one
 as ``"package.module:attribute"``, imported when the file is validated (``resolve``).
 """
@@ -27,7 +32,9 @@ as ``"package.module:attribute"``, imported when the file is validated (``resolv
 from __future__ import annotations
 
 import importlib
+import math
 import os
+import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -69,12 +76,49 @@ class Spec:
         return get_activation(self.activation)
 
 
+class NewField(NamedTuple):
+    """A ``[model]`` field an architecture adds (``Architecture.new_fields``), set in an experiment file
+    as ``model.<name>`` like any built-in field and swept the same way.
+
+    ``type``: float, int, bool or str; ``default``: the value where the file does not set it (the results
+    of a file that leaves it there do not depend on the field's existence: same fingerprint); ``static``:
+    True for a value that changes shapes or code (read it with ``spec.option(name)``; one program per
+    value), False for a number inside the computation (a traced scalar in ``init``'s ``dynamic``; one
+    program serves every value; a str field must be static). ``check(value) -> problem or None`` is run
+    on every value of the file (after the type check); ``doc`` labels the results axis of a swept field.
+    """
+
+    name: str
+    type: type
+    default: Any
+    static: bool
+    check: Callable[[Any], str | None] | None = None
+    doc: str = ""
+
+
+NEW_FIELD_TYPES = (float, int, bool, str)
+# dtypes of a dynamic new field's vmapped values (a str field is static)
+NEW_FIELD_DTYPES = {float: "float32", int: "int32", bool: "bool"}
+# names a new field may not take besides the config's: the results' other dimensions and variables,
+# predictions included (tests/test_new_fields.py checks this list covers them), and ModelConfig's own
+RESERVED_NAMES = (
+    "step", "layer", "pair", "sv", "jacobian_input", "completed", "extra", "get",
+    "train_loss", "train_accuracy", "test_accuracy", "grad_norm", "q_layer", "c_layer", "diverged",
+    "diverged_step", "jacobian_log10_sv", "jacobian_mean_sq_sv", "jacobian_max_sv", "jacobian_min_sv",
+    "jacobian_log10_condition", "jacobian_eig_variance_rel", "q_star", "c_star", "chi_1", "xi_c",
+    "grad_norm_theory", "q_layer_theory", "chi_layer", "chi_mean", "q_last_theory", "grad_ratio_theory",
+    "grad_growth_theory",
+)  # fmt: skip
+_NAME = re.compile(r"[a-z][a-z0-9_]*")
+
+
 class Architecture(NamedTuple):
     """One architecture family, written for ONE variant (``sweep.runner.train`` vmaps it).
 
     Required:
-      init(key, dynamic, spec) -> (params, state): ``dynamic`` maps each of ``SHARED_DYNAMIC`` and
-        ``dynamic_fields`` to a scalar (a traced value: one compile serves every value).
+      init(key, dynamic, spec) -> (params, state): ``dynamic`` maps each of ``SHARED_DYNAMIC``,
+        ``dynamic_fields`` and the dynamic ``new_fields`` to a scalar (a traced value: one compile
+        serves every value).
       embed(params_e, state_e, x [B, d], spec) -> (s^1, state_e, tap^1)
       block(params_l, state_l, s^l, spec) -> (s^{l+1}, state_l, tap^{l+1})
       readout(params_r, state_r, s^L, spec) -> (logits [B, C], state_r)
@@ -82,6 +126,10 @@ class Architecture(NamedTuple):
     Optional:
       static_fields / dynamic_fields: the ``model.*`` config fields it reads beyond width, depth, init,
         activation (static: into ``spec.options``; dynamic: vmapped, into ``dynamic``).
+      new_fields: ``NewField``s, the ``[model]`` fields it adds (static ones into ``spec.options`` after
+        ``static_fields``; dynamic ones vmapped, into ``dynamic``). A name may not be a config field's
+        (of any section: a swept field's results axis is named after it) nor a results dimension or
+        variable, and another registered architecture may declare it only alike (type, static, default).
       theory: the mean-field family it follows ("mlp") or None (no predictions).
       exact_jacobian(params, state, x_row [d], spec) -> log10 singular values [n]: a faster route to the
         numbers ``sweep.nets.block_jacobian.exact_log10_sv`` gives (or the Jacobian the entry documents).
@@ -102,6 +150,7 @@ class Architecture(NamedTuple):
     n_blocks: Callable[[Spec], int]
     static_fields: tuple[str, ...] = ()
     dynamic_fields: tuple[str, ...] = ()
+    new_fields: tuple[NewField, ...] = ()
     theory: str | None = None
     exact_jacobian: Callable | None = None
     matrix_free_jacobian: Callable | None = None
@@ -114,11 +163,34 @@ def uses_batch_statistics(arch: Architecture, spec: Spec) -> bool:
     return arch.batch_statistics is not None and bool(arch.batch_statistics(spec))
 
 
+def option_names(arch: Architecture) -> tuple[str, ...]:
+    """The names of ``Spec.options``: ``static_fields``, then the static ``new_fields``."""
+    return (*arch.static_fields, *(f.name for f in arch.new_fields if f.static))
+
+
+def dynamic_names(arch: Architecture) -> tuple[str, ...]:
+    """The names of ``init``'s ``dynamic``: ``SHARED_DYNAMIC``, ``dynamic_fields``, the dynamic
+    ``new_fields``."""
+    return (*SHARED_DYNAMIC, *arch.dynamic_fields, *new_dynamic_names(arch))
+
+
+def new_dynamic_names(arch: Architecture) -> tuple[str, ...]:
+    """The dynamic ``new_fields``' names (``sweep.runner.train.Hyper.extra`` carries their values)."""
+    return tuple(f.name for f in arch.new_fields if not f.static)
+
+
+def new_dynamic_defaults(arch: Architecture) -> dict[str, Any]:
+    """The dynamic ``new_fields`` at their defaults, as JAX scalars of their dtypes (shape checks)."""
+    import jax.numpy as jnp
+
+    return {f.name: jnp.asarray(f.default, NEW_FIELD_DTYPES[f.type]) for f in arch.new_fields if not f.static}
+
+
 def spec_from_config(model: Any, input_dim: int, n_classes: int) -> Spec:
     """The network of a ``[model]`` config section (``sweep.config.ModelConfig``) on data of
-    ``input_dim`` features and ``n_classes`` classes; the architecture's static fields go into
-    ``Spec.options``."""
-    options = tuple((name, getattr(model, name)) for name in resolve(model.arch).static_fields)
+    ``input_dim`` features and ``n_classes`` classes; the architecture's static fields (its
+    ``static_fields``, then its static ``new_fields``) go into ``Spec.options``."""
+    options = tuple((name, model.get(name)) for name in option_names(resolve(model.arch)))
     return Spec(
         model.arch, model.activation, input_dim, model.width, model.depth, n_classes, model.init, options
     )
@@ -146,6 +218,9 @@ def contract_problem(arch: object, fields: Mapping[str, bool] | None = None) -> 
         value = getattr(arch, name)
         if value is not None and not callable(value):
             return f"{name} must be a function or None, got {value!r}"
+    problem = _new_fields_problem(arch, fields)
+    if problem:
+        return problem
     if fields is not None:
         for kind, names, static in (
             ("static", arch.static_fields, True),
@@ -160,6 +235,100 @@ def contract_problem(arch: object, fields: Mapping[str, bool] | None = None) -> 
     return None
 
 
+def _default_problem(field: NewField) -> str | None:
+    """What is wrong with a new field's default (its type, finiteness, its own check), or None."""
+    value = field.default
+    if field.type is bool:
+        ok = isinstance(value, bool)
+    elif field.type is str:
+        ok = isinstance(value, str)
+    elif field.type is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok:
+        return f"default {value!r} is no {field.type.__name__}"
+    problem = field.check(value) if field.check is not None else None
+    return f"default {value!r} fails its own check: {problem}" if problem else None
+
+
+def _new_fields_problem(arch: Architecture, fields: Mapping[str, bool] | None) -> str | None:
+    """What is wrong with ``arch.new_fields`` on their own and against the config's ``[model]``
+    ``fields`` (name -> static?; None: not checked against them), or None."""
+    if not isinstance(arch.new_fields, tuple | list):
+        return f"new_fields must be a tuple of sweep.nets.NewField, got {arch.new_fields!r}"
+    seen: set[str] = set()
+    config_names = _config_names() if fields is not None else {}
+    for field in arch.new_fields:
+        if not isinstance(field, NewField):
+            return f"new_fields must hold sweep.nets.NewField entries, got {field!r}"
+        if not isinstance(field.name, str) or not _NAME.fullmatch(field.name):
+            return f"a new field's name is lower-case letters, digits and _, got {field.name!r}"
+        where = f"new field {field.name!r}"
+        if field.name in seen:
+            return f"{where} is declared twice"
+        seen.add(field.name)
+        if field.type not in NEW_FIELD_TYPES:
+            return f"{where}: type must be one of float, int, bool, str, got {field.type!r}"
+        if not isinstance(field.static, bool):
+            return f"{where}: static must be True or False, got {field.static!r}"
+        if field.type is str and not field.static:
+            return f"{where}: a str field must be static (a string cannot be vmapped)"
+        if field.check is not None and not callable(field.check):
+            return f"{where}: check must be a function or None, got {field.check!r}"
+        if not isinstance(field.doc, str):
+            return f"{where}: doc must be a string, got {field.doc!r}"
+        problem = _default_problem(field)
+        if problem:
+            return f"{where}: {problem}"
+        if field.name in (*arch.static_fields, *arch.dynamic_fields):
+            return f"{where} is also named in static_fields/dynamic_fields"
+        if field.name in config_names:
+            return f"{where} collides with the config field {config_names[field.name]}"
+        if field.name in RESERVED_NAMES:
+            return f"{where} collides with a name of the results ({field.name})"
+    return None
+
+
+def _declaration_problem(name: str, arch: Architecture) -> str | None:
+    """Whether ``arch``'s new fields agree with those of the same names that other registered
+    architectures declare (type, static, default), or None."""
+    for field in arch.new_fields:
+        for other_name, other in _REGISTRY.items():
+            if other_name == name:
+                continue
+            for theirs in other.new_fields:
+                if theirs.name == field.name and _kind(theirs) != _kind(field):
+                    return (
+                        f"new field {field.name!r} is {_describe(field)} here but {_describe(theirs)} "
+                        f"in the registered architecture {other_name!r}; rename one"
+                    )
+    return None
+
+
+def _kind(field: NewField) -> tuple:
+    return (field.type, field.static, field.default)
+
+
+def _describe(field: NewField) -> str:
+    return f"{field.type.__name__}, {'static' if field.static else 'dynamic'}, default {field.default!r}"
+
+
+def new_field(name: str) -> NewField | None:
+    """The declaration of the new ``[model]`` field ``name`` (without the ``model.`` prefix) by a
+    registered architecture (the first one; any others declare it alike), or None."""
+    for arch in _REGISTRY.values():
+        for field in arch.new_fields:
+            if field.name == name:
+                return field
+    return None
+
+
+def declared_by(name: str) -> tuple[str, ...]:
+    """The registered architectures that declare the new field ``name``."""
+    return tuple(n for n, a in _REGISTRY.items() if any(f.name == name for f in a.new_fields))
+
+
 def shape_problem(arch: Architecture) -> str | None:
     """What a tiny network of ``arch`` gets wrong in its shapes (``jax.eval_shape``: nothing runs), or
     None: init's ``(params, state)`` with the three parts, the blocks stacked ``n_blocks`` deep, a block
@@ -170,8 +339,10 @@ def shape_problem(arch: Architecture) -> str | None:
     from sweep.config import ModelConfig
 
     options = tuple((name, getattr(ModelConfig(), name)) for name in arch.static_fields)
+    options += tuple((f.name, f.default) for f in arch.new_fields if f.static)
     spec = Spec("check", "tanh", 3, 4, 2, 2, "gaussian", options)
     dynamic = {name: jnp.float32(1.0) for name in (*SHARED_DYNAMIC, *arch.dynamic_fields)}
+    dynamic |= new_dynamic_defaults(arch)
     step = "init"
     try:
         out = jax.eval_shape(lambda key: arch.init(key, dynamic, spec), jax.random.key(0))
@@ -220,13 +391,28 @@ def _model_fields() -> dict[str, bool]:
     return {f.split(".")[1]: spec.static for f, spec in FIELDS.items() if f.startswith("model.")}
 
 
+def _config_names() -> dict[str, str]:
+    """Every config field's last component -> the field (a swept field's results axis is named so)."""
+    from sweep.config import FIELDS
+
+    return {f.split(".")[1]: f for f in reversed(FIELDS)}
+
+
+def _check(name: str, arch: object) -> None:
+    """ArchitectureError (one line, naming ``name``) unless ``arch`` satisfies the contract and agrees
+    with the registered architectures' new fields."""
+    problem = (
+        contract_problem(arch, _model_fields()) or _declaration_problem(name, arch) or shape_problem(arch)
+    )
+    if problem:
+        raise ArchitectureError(f"architecture {name!r}: {problem}")
+
+
 def register_architecture(name: str, arch: Architecture) -> Architecture:
     """Make ``arch`` available as ``model.arch = name`` (ArchitectureError if it breaks the contract)."""
     if not isinstance(name, str) or not name or not name.replace("_", "").isalnum():
         raise ArchitectureError(f"an architecture name is letters, digits and _, got {name!r}")
-    problem = contract_problem(arch, _model_fields()) or shape_problem(arch)
-    if problem:
-        raise ArchitectureError(f"architecture {name!r}: {problem}")
+    _check(name, arch)
     _REGISTRY[name] = arch
     return arch
 
@@ -263,7 +449,9 @@ def resolve(name: str) -> Architecture:
     if not hasattr(module, attribute):
         raise ArchitectureError(f"module {module_name!r} has no attribute {attribute!r}")
     arch = getattr(module, attribute)
-    problem = contract_problem(arch, _model_fields()) or shape_problem(arch)
+    problem = (
+        contract_problem(arch, _model_fields()) or _declaration_problem(name, arch) or shape_problem(arch)
+    )
     if problem:
         raise ArchitectureError(f"{name}: {problem}")
     _REGISTRY[name] = arch

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from sweep.nets.contract import Architecture, Spec, resolve
+from sweep.nets.contract import Architecture, Spec, new_dynamic_defaults, resolve
 
 N_PAIRS = 8  # input pairs whose pre-activation correlation c^l is measured
 
@@ -109,6 +109,7 @@ def sizes(spec: Spec) -> Sizes:
     """Counted from the shapes ``init`` and ``embed`` return, never computed (cached per spec)."""
     arch = architecture(spec)
     dynamic = {name: jnp.float32(0.5) for name in ("sigma_w2", "sigma_b2", *arch.dynamic_fields)}
+    dynamic |= new_dynamic_defaults(arch)
     params, state = jax.eval_shape(lambda key: arch.init(key, dynamic, spec), jax.random.key(0))
     s = jax.eval_shape(
         lambda p, st: arch.embed(p["embed"], st["embed"], jnp.zeros((1, spec.input_dim)), spec)[0],

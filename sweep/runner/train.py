@@ -1,6 +1,7 @@
 """Training: one jit-compiled program per group, vmapped over variants, ``lax.scan`` over steps.
 
-``train_variant`` trains ONE network from its dynamic values (``Hyper``): it initialises the parameters
+``train_variant`` trains ONE network from its dynamic values (``Hyper``; an architecture's dynamic new
+fields ride in ``Hyper.extra``, by name, into ``init``'s ``dynamic``): it initialises the parameters
 from the variant's seed, runs ``spec.steps`` optimizer steps on minibatches drawn from the seed, and
 measures at step 0, every ``spec.every`` steps and at the last step. The step loop is an outer
 ``lax.scan`` over recording intervals around an inner ``fori_loop`` over steps, so the hot loop holds no
@@ -36,7 +37,15 @@ from sweep.data import Dataset
 from sweep.measure.metrics import EvalData, forward_signal, loss_fn, measure
 from sweep.measure.spectrum import spectrum_summary, use_matrix_free
 from sweep.nets.block_jacobian import exact_log10_sv, matrix_free_log10_sv
-from sweep.nets.contract import SHARED_DYNAMIC, Architecture, Spec, resolve, spec_from_config
+from sweep.nets.contract import (
+    NEW_FIELD_DTYPES,
+    SHARED_DYNAMIC,
+    Architecture,
+    Spec,
+    new_dynamic_names,
+    resolve,
+    spec_from_config,
+)
 from sweep.nets.forward import n_layers, sizes
 from sweep.runner.devices import variant_mesh
 from sweep.runner.passes import in_passes, one_layer_bytes, variants_per_pass
@@ -107,9 +116,17 @@ class GroupSpec:
     def record_steps(self) -> np.ndarray:
         return record_steps(self.steps, self.every)
 
+    @property
+    def extra_dtypes(self) -> dict[str, str]:
+        """The architecture's dynamic new fields (``Hyper.extra``) and their dtypes."""
+        arch = resolve(self.model.arch)
+        types = {f.name: f.type for f in arch.new_fields}
+        return {name: NEW_FIELD_DTYPES[types[name]] for name in new_dynamic_names(arch)}
+
 
 class Hyper(NamedTuple):
-    """The dynamic (vmapped) values of a variant: scalars for one variant, [V] arrays for a chunk."""
+    """The dynamic (vmapped) values of a variant: scalars for one variant, [V] arrays for a chunk.
+    ``extra`` holds the architecture's dynamic new fields by name (``{}`` for one without)."""
 
     sigma_w2: jax.Array
     sigma_b2: jax.Array
@@ -120,6 +137,18 @@ class Hyper(NamedTuple):
     learning_rate: jax.Array
     momentum: jax.Array
     seed: jax.Array
+    extra: dict[str, jax.Array] | None = None
+
+    @classmethod
+    def of(cls, values: dict[str, Any], extra: tuple[str, ...] = ()) -> Hyper:
+        """A Hyper from ``{name: value}`` (``Group.dynamic()``, a chunk's slice of it): the built-in
+        fields and, in ``extra``, the named new fields (others, e.g. a field of another architecture
+        of the grid, are not this program's)."""
+        builtin = {name: values[name] for name in cls._fields if name != "extra"}
+        return cls(**builtin, extra={name: values[name] for name in extra})
+
+
+HYPER_FIELDS = tuple(name for name in Hyper._fields if name != "extra")
 
 
 class TrainData(NamedTuple):
@@ -223,6 +252,7 @@ def train_variant(spec: GroupSpec, hyper: Hyper, data: TrainData) -> dict[str, j
     TRACE_COUNT[spec] += 1
     arch, model = resolve(spec.model.arch), spec.model
     dynamic = {name: getattr(hyper, name) for name in (*SHARED_DYNAMIC, *arch.dynamic_fields)}
+    dynamic |= {name: (hyper.extra or {})[name] for name in new_dynamic_names(arch)}
     params, net_state = arch.init(variant_key(hyper.seed, 0), dynamic, model)
     optimizer = make_optimizer(spec.optimizer, hyper.learning_rate, hyper.momentum)
     state = TrainState(params, net_state, optimizer.init(params), jnp.array(False), jnp.array(-1, jnp.int32))
@@ -274,6 +304,7 @@ class CompiledGroup:
     chunk_size: int
     compile_seconds: float
     sharding: NamedSharding
+    extra: tuple[str, ...] = ()  # the architecture's dynamic new fields (Hyper.extra)
 
 
 _COMPILED: dict[tuple, CompiledGroup] = {}
@@ -309,17 +340,17 @@ def compile_group(spec: GroupSpec, chunk_size: int, data: TrainData) -> tuple[Co
             check_vma=False,  # variants never meet: no cross-device values to track in the types
         )
     )
-    hyper_shape = Hyper(
-        **{
-            name: jax.ShapeDtypeStruct(
-                (chunk_size,), jnp.uint32 if name == "seed" else jnp.float32, sharding=by_variant
-            )
-            for name in Hyper._fields
-        }
-    )
+    dtypes = {
+        name: jnp.uint32 if name == "seed" else jnp.float32 for name in HYPER_FIELDS
+    } | spec.extra_dtypes
+    shapes = {
+        name: jax.ShapeDtypeStruct((chunk_size,), dtype, sharding=by_variant)
+        for name, dtype in dtypes.items()
+    }
+    extra = tuple(spec.extra_dtypes)
     start = time.perf_counter()
-    compiled = program.lower(hyper_shape, data).compile()
-    _COMPILED[key] = CompiledGroup(compiled, chunk_size, time.perf_counter() - start, by_variant)
+    compiled = program.lower(Hyper.of(shapes, extra), data).compile()
+    _COMPILED[key] = CompiledGroup(compiled, chunk_size, time.perf_counter() - start, by_variant, extra)
     return _COMPILED[key], True
 
 
@@ -343,6 +374,8 @@ def run_chunk(
     (padding never shows: its outputs are dropped). Returns numpy arrays with leading axis [V]."""
     n = len(hyper["seed"])
     pad = compiled.chunk_size - n
-    padded = Hyper(**{k: np.concatenate([v, np.repeat(v[-1:], pad)]) for k, v in hyper.items()})
+    padded = Hyper.of(
+        {k: np.concatenate([v, np.repeat(v[-1:], pad)]) for k, v in hyper.items()}, compiled.extra
+    )
     out = compiled.run(jax.device_put(padded, compiled.sharding), data)
     return {k: np.asarray(v)[:n] for k, v in out.items()}

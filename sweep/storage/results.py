@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from sweep.config import FIELDS, Experiment, axis_name
+from sweep.config import FIELDS, Experiment, axis_name, new_field
 
 # name -> trailing dims after the grid dims
 PER_VARIANT_DIMS: dict[str, tuple[str, ...]] = {
@@ -89,7 +89,8 @@ SWEPT_NAMES = {"depth": "depth L (hidden layers)", "width": "width (units per hi
 
 def label(ds: xr.Dataset, names: dict[str, str] | None = None) -> xr.Dataset:
     """Give every variable and coordinate of ``ds`` without one a ``long_name`` (in place; returns
-    ``ds``): from ``names`` first (a theory's own variables), then ``LONG_NAMES``, then the field."""
+    ``ds``): from ``names`` first (a theory's own variables), then ``LONG_NAMES``, then the field (an
+    architecture's new field: its ``doc``, else its name)."""
     fields = {axis_name(field): field for field in FIELDS}
     known = LONG_NAMES | (names or {})
     for name in [*ds.data_vars, *ds.coords]:
@@ -101,6 +102,8 @@ def label(ds: xr.Dataset, names: dict[str, str] | None = None) -> xr.Dataset:
             ds[name].attrs["long_name"] = SWEPT_NAMES.get(
                 name, fields[name].replace(".", " ").replace("_", " ")
             )
+        elif (declared := new_field(f"model.{name}")) is not None:  # an architecture's own field
+            ds[name].attrs["long_name"] = declared.doc or f"model {name}".replace("_", " ")
         ds[name].attrs.pop("description", None)
     return ds
 
