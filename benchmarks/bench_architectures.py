@@ -30,25 +30,22 @@ elementwise work (means, variances, normalisation and its backward pass at every
 
 ``--small`` adds the width-32, batch-32 case (same depth, variants and steps) as a second table.
 
-Measured on a shared 2-core CPU (2 XLA CPU devices; other jobs running, load average 1.5-3, so the
-ratios are per round), ``--small`` (the defaults: 3 rounds, 32 variants, 50 steps); time relative to
-the MLP's in the same round, median (range), against the matmul-only expectation; k = variants per
-CPU pass:
+Measured on a shared 2-core CPU (2 XLA CPU devices), defaults (3 rounds, 32 variants, 50 steps): width
+128 on a quiet machine (load average 0.9-1.5), width 32 (``--small``) under load 1.5-3; time relative to
+the MLP's in the same round, median (range), against the matmul-only expectation:
 
     network            w128 b128 ms/step  ratio              w32 b32 ms/step  ratio              matmuls
-    mlp                59.4               1                  1.6              1                  1
-    resnet reduced     74.6               1.26 (1.19-1.33)   2.7              1.68 (1.65-1.75)   1.05
-    resnet full        147.6              2.45 (2.37-2.58)   4.0              2.46 (2.44-2.47)   2.08 / 2.02
-    mlp + layer norm   106.9              2.15 (1.68-2.40)   3.4              2.11 (2.07-2.15)   1
-    mlp + batch norm   141.1              2.43 (2.22-2.45)   2.8              1.73 (1.69-1.79)   1
+    mlp                28.9               1                  3.5              1                  1
+    resnet reduced     35.8               1.24 (1.23-1.27)   5.3              1.62 (1.52-1.67)   1.05
+    resnet full        63.7               2.24 (2.20-2.30)   8.5              2.43 (2.39-2.49)   2.08 / 2.02
+    mlp + layer norm   38.1               1.34 (1.31-1.38)   7.4              2.12 (2.11-2.13)   1
+    mlp + batch norm   38.1               1.33 (1.31-1.38)   6.6              1.92 (1.88-1.96)   1
 
-(k = 1 for all five at width 128; 16, 16, 8, 16, 16 at width 32.) The residual networks cost their extra
-products plus 0.2-0.6x: their blocks use plain ``jax.grad`` (the MLP's hand-written layer saves ~9%) and
-add the stream. The normalised MLPs cost 2.1-2.4x at width 128, not ~1x: a one-network step with layer
-or batch norm costs 1.3x the MLP's, but under ``vmap`` over the 1-variant passes of width 128 it costs
-2.2-2.5x (over 4 variants: 1.4x); the normalisation's forward and backward on one [128, 128]
-pre-activation take ~20 us alone and ~100-130 us with the leading variant axis of size 1, with the same
-fusions in the compiled program: the time is inside XLA's CPU kernels for those shapes.
+(k = 1 variant per CPU pass for all five at width 128; 16, 16, 8, 16, 16 at width 32.) The residual
+networks cost their extra products plus 8-18% at width 128 (plain ``jax.grad`` blocks against the MLP's
+hand-written layer, and the stream's addition); the normalised MLPs 1.33x, their elementwise work.
+Before passes of one variant became a plain ``lax.map`` (``sweep.runner.passes``) the normalised MLPs
+cost 2.15-2.43x at width 128: XLA's CPU reductions were ~5x slower on a leading axis of size 1.
 """
 
 from __future__ import annotations
