@@ -33,3 +33,19 @@ TINY = {
 def tiny() -> dict:
     """A fresh copy of a tiny experiment mapping (2 variants, one group)."""
     return copy.deepcopy(TINY)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """Free every compiled program when a test module ends. Each XLA CPU executable holds memory
+    mappings of its own, and one process running the whole suite otherwise keeps thousands of them (the
+    engine caches its programs for the life of the process): past the kernel's map limit (65,530 by
+    default) the next compilation crashed inside XLA."""
+    yield
+    import gc
+
+    from sweep.runner import train
+
+    train._COMPILED.clear()
+    jax.clear_caches()
+    gc.collect()
