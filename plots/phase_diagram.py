@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from plots.common import THEORY_POINTS, chance, describe, final_accuracy, reduce_to, run_config
-from sweep.theory.mean_field import xi_c
+from sweep.theory.mean_field import critical_sigma_w2, xi_c
 
 MAX_LABELLED_CELLS = 200  # beyond this, cells are too small for their values
 
@@ -51,7 +51,7 @@ def phase_diagram_figure(ds: xr.Dataset, variable: str = "train_accuracy") -> Fi
     bar.ax.set_yticklabels([f"{low:.2f} (chance)", *(f"{t:.2f}" for t in inner), f"{best:.2f} (best)"])
     if accuracy.size <= MAX_LABELLED_CELLS:
         _label_cells(ax, accuracy, low, best)
-    _overlay_theory(ax, ds)
+    overlay_mean_field(ax, ds)
     ax.set_xlabel(r"weight variance $\sigma_w^2$")
     ax.set_ylabel("depth L (hidden layers)")
     title = f"Trainability: {describe(ds)}"
@@ -94,12 +94,16 @@ def _edges(values: np.ndarray) -> tuple[float, float]:
     return float(values[0] - (values[1] - values[0]) / 2), float(values[-1] + (values[-1] - values[-2]) / 2)
 
 
-def _overlay_theory(ax: plt.Axes, ds: xr.Dataset) -> None:
-    """Critical line and n * xi_c curve, when activation and sigma_b2 are fixed in the run; both across the
-    whole measured region (to the cells' outer edges), outlined, with the legend below the axes."""
+def overlay_mean_field(
+    ax: plt.Axes, ds: xr.Dataset, meaning: str = "mean field: trainable below", mlp_only: bool = False
+) -> None:
+    """Critical line and n * xi_c curve of the fully connected mean field (``meaning``: what the curve's
+    legend says of it), when activation and sigma_b2 are fixed in the run; both across the whole
+    measured region (to the cells' outer edges), outlined, with the legend below the axes. Drawn only
+    where the results carry the MLP's theory (``chi_1``), unless ``mlp_only``: the panel shows MLPs."""
     config = run_config(ds)
     activation, sigma_b2 = config["model"]["activation"], config["model"]["sigma_b2"]
-    if isinstance(activation, list) or isinstance(sigma_b2, list) or "chi_1" not in ds:
+    if isinstance(activation, list) or isinstance(sigma_b2, list) or ("chi_1" not in ds and not mlp_only):
         return  # no chi_1: an architecture that does not follow the fully connected mean field
     n = config["measure"]["xi_multiple"]
     left, right = _edges(ds["sigma_w2"].values)
@@ -113,10 +117,12 @@ def _overlay_theory(ax: plt.Axes, ds: xr.Dataset) -> None:
         color="white",
         lw=2.5,
         path_effects=outline,
-        label=rf"depth = ${n:g}\,\xi_c$ (mean field: trainable below)",
+        label=rf"depth = ${n:g}\,\xi_c$ ({meaning})",
     )
     critical = ds.attrs.get("critical_sigma_w2")
-    if critical is not None and left <= critical <= right:
+    if critical is None:  # results without the predictions (e.g. a panel of MLPs only)
+        critical = float(critical_sigma_w2(activation, sigma_b2))
+    if left <= critical <= right:
         ax.axvline(
             critical,
             color="#ff3030",

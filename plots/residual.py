@@ -16,7 +16,6 @@ curve on the plain panel (Schoenholz et al. 2017): the residual panel has no suc
 
 from __future__ import annotations
 
-import matplotlib.patheffects as pe
 import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr
@@ -24,13 +23,12 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from plots.common import (
-    THEORY_POINTS,
     final_accuracy,
     held_phrase,
     readable_log_axis,
     run_config,
 )
-from plots.phase_diagram import _edges, _label_cells, colour_limits
+from plots.phase_diagram import _label_cells, colour_limits, overlay_mean_field
 
 # family -> (label, colour, marker)
 FAMILY_STYLES = {
@@ -338,7 +336,7 @@ def residual_trainability_figure(ds: xr.Dataset, variable: str = "train_accuracy
         ax.set_title(FAMILY_STYLES[family][0], fontsize=10)
         ax.set_xlabel(r"weight variance $\sigma_w^2$")
         if family == "plain":
-            _plain_overlay(ax, ds)
+            overlay_mean_field(ax, ds, "mean field: the MLP trains below", mlp_only=True)
     axes[0, 0].set_ylabel("depth L (hidden layers or residual blocks)")
     bar = fig.colorbar(mesh, ax=list(axes[0]), label=f"final {variable.replace('_', ' ')}")
     inner = [t for t in (0.25, 0.5, 0.75) if low + 0.06 * (best - low) < t < best - 0.06 * (best - low)]
@@ -359,40 +357,3 @@ def residual_trainability_figure(ds: xr.Dataset, variable: str = "train_accuracy
         fontsize=9,
     )
     return fig
-
-
-def _plain_overlay(ax: plt.Axes, ds: xr.Dataset) -> None:
-    """The MLP's critical sigma_w2 and depth = n xi_c curve (a fixed activation and sigma_b2 only)."""
-    from sweep.theory.mean_field import critical_sigma_w2, xi_c
-
-    model, measure = run_config(ds)["model"], run_config(ds)["measure"]
-    activation, sigma_b2 = model["activation"], model["sigma_b2"]
-    if isinstance(activation, list) or isinstance(sigma_b2, list):
-        return
-    n = measure["xi_multiple"]
-    left, right = _edges(ds["sigma_w2"].values)
-    bottom, top = _edges(ds["depth"].values)
-    sigma = np.linspace(max(left, 1e-3), right, THEORY_POINTS)
-    depth = n * np.asarray(xi_c(activation, sigma, np.full_like(sigma, sigma_b2)))
-    outline = [pe.Stroke(linewidth=4.5, foreground="black"), pe.Normal()]
-    ax.plot(
-        sigma,
-        np.minimum(depth, 10 * top),
-        color="white",
-        lw=2.5,
-        path_effects=outline,
-        label=rf"depth = ${n:g}\,\xi_c$ (mean field: the MLP trains below)",
-    )
-    critical = float(critical_sigma_w2(activation, sigma_b2))
-    if left <= critical <= right:
-        ax.axvline(
-            critical,
-            color="#ff3030",
-            ls="--",
-            lw=2.2,
-            path_effects=[pe.Stroke(linewidth=4.2, foreground="white"), pe.Normal()],
-            label=rf"critical $\sigma_w^2$ = {critical:.2f} ($\chi_1 = 1$)",
-        )
-    ax.set_xlim(left, right)
-    ax.set_ylim(max(bottom, 0.0), top)
-    ax.figure.legend(*ax.get_legend_handles_labels(), loc="outside lower center", fontsize=8, ncols=2)
