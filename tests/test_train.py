@@ -131,3 +131,17 @@ def test_every_optimizer_trains(tiny):
         results = engine.run(tiny, overrides=(f"train.optimizer={optimizer}", f"train.learning_rate={lr}"))
         loss = results["train_loss"].values
         assert loss[-1] < 0.9 * loss[0], optimizer
+
+
+def test_the_process_keeps_at_most_max_programs(tiny, monkeypatch):
+    """Compiled programs are evicted least recently used first: a long session (or `sweep figures`,
+    every experiment in one process) must not hold every executable it ever compiled (each holds
+    memory mappings; ~155 of them passed the kernel's default limit and crashed the next compile)."""
+    from sweep.runner import engine as run_engine
+    from sweep.runner import train as run_train
+
+    monkeypatch.setattr(run_train, "MAX_PROGRAMS", 2)
+    monkeypatch.setattr(run_train, "_COMPILED", run_train.OrderedDict())
+    for width in (5, 6, 7):
+        run_engine.run(tiny, overrides=(f"model.width={width}", "model.sigma_w2=[1.0]"))
+    assert [key[0].model.width for key in run_train._COMPILED] == [6, 7]

@@ -20,7 +20,7 @@ recompiles.
 from __future__ import annotations
 
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -307,7 +307,14 @@ class CompiledGroup:
     extra: tuple[str, ...] = ()  # the architecture's dynamic new fields (Hyper.extra)
 
 
-_COMPILED: dict[tuple, CompiledGroup] = {}
+# The programs of this process, most recently used last, at most MAX_PROGRAMS of them. Each XLA CPU
+# executable holds memory mappings of its own (about 160); a process that kept every program it ever
+# compiled (a notebook running sweep after sweep, ~400 programs) would pass the kernel's default limit
+# of 65,530 mappings, and the next compilation would crash inside XLA. A run works through its groups
+# one after another, so an evicted program is one a later run of the same shapes recompiles (or loads
+# from the compilation cache).
+MAX_PROGRAMS = 32
+_COMPILED: OrderedDict[tuple, CompiledGroup] = OrderedDict()
 
 
 def compile_group(spec: GroupSpec, chunk_size: int, data: TrainData) -> tuple[CompiledGroup, bool]:
@@ -317,6 +324,7 @@ def compile_group(spec: GroupSpec, chunk_size: int, data: TrainData) -> tuple[Co
     mesh = variant_mesh()
     key = (spec, chunk_size, jax.tree.map(lambda a: (a.shape, a.dtype), data), mesh.devices.size)
     if key in _COMPILED:
+        _COMPILED.move_to_end(key)
         return _COMPILED[key], False
     chunk_size = -(-chunk_size // mesh.devices.size) * mesh.devices.size
     by_variant = NamedSharding(mesh, P("variants"))
@@ -351,6 +359,8 @@ def compile_group(spec: GroupSpec, chunk_size: int, data: TrainData) -> tuple[Co
     start = time.perf_counter()
     compiled = program.lower(Hyper.of(shapes, extra), data).compile()
     _COMPILED[key] = CompiledGroup(compiled, chunk_size, time.perf_counter() - start, by_variant, extra)
+    while len(_COMPILED) > MAX_PROGRAMS:
+        _COMPILED.popitem(last=False)
     return _COMPILED[key], True
 
 
