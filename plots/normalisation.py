@@ -16,7 +16,7 @@ import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
 
-from plots.common import chance, describe, final_accuracy, readable_log_axis, run_config
+from plots.common import chance, describe, final_accuracy, hold_first, readable_log_axis, run_config
 from sweep.measure.predictions import gradient_growth
 
 # norm -> (label, colour, marker)
@@ -46,10 +46,6 @@ def shows_normalisation_depth(ds: xr.Dataset) -> bool:
     return "norm" in ds.dims and "depth" in ds.dims and ds.sizes.get("step", 0) > 1
 
 
-def _first(da: xr.DataArray, keep: tuple[str, ...]) -> xr.DataArray:
-    return da.isel({d: 0 for d in da.dims if d not in keep})
-
-
 def normalisation_growth_figure(ds: xr.Dataset) -> Figure:
     growth = gradient_growth(ds["grad_norm"].isel(step=0))
     theory = ds["grad_growth_theory"]
@@ -64,7 +60,7 @@ def normalisation_growth_figure(ds: xr.Dataset) -> Figure:
         where = {} if activation is None else {"activation": activation}
         for norm in [str(n) for n in ds["norm"].values]:
             label, colour, marker = NORM_STYLES.get(norm, (norm, "0.5", "o"))
-            measured = _first(growth.sel(norm=norm, **where), ("batch_size", "seed"))
+            measured = hold_first(growth.sel(norm=norm, **where), ("batch_size", "seed"))
             middle = measured.mean("seed") if "seed" in measured.dims else measured
             low = measured.min("seed") if "seed" in measured.dims else measured
             high = measured.max("seed") if "seed" in measured.dims else measured
@@ -72,7 +68,7 @@ def normalisation_growth_figure(ds: xr.Dataset) -> Figure:
                 batch, middle, yerr=[middle - low, high - middle], color=colour, marker=marker, ms=6,
                 lw=0, elinewidth=1.2, capsize=3, label=f"{label}, measured", zorder=3,
             )  # fmt: skip
-            predicted = float(_first(theory.sel(norm=norm, **where), ("batch_size",)).values[-1])
+            predicted = float(hold_first(theory.sel(norm=norm, **where), ("batch_size",)).values[-1])
             if norm == "batch" and activation == "linear":
                 ax.plot(
                     fine,
@@ -143,11 +139,11 @@ def normalisation_depth_figure(ds: xr.Dataset) -> Figure:
         for norm in [str(n) for n in ds["norm"].values]:
             label, colour, marker = NORM_STYLES.get(norm, (norm, "0.5", "o"))
             label = f"{name}, {label}" if arch is not None else label
-            rate = _first(growth.sel(norm=norm, **where), ("depth", "seed")).isel(depth=-1)
+            rate = hold_first(growth.sel(norm=norm, **where), ("depth", "seed")).isel(depth=-1)
             rate = float(np.nanmean(rate.values)) ** 0.5
             if np.isfinite(rate):
                 label += f": gradient x{rate:.3g} per layer at init"
-            values = _first(accuracy.sel(norm=norm, **where), ("depth", "seed"))
+            values = hold_first(accuracy.sel(norm=norm, **where), ("depth", "seed"))
             middle = values.mean("seed") if "seed" in values.dims else values
             ax.plot(depth, middle, color=colour, marker=marker, ls=line, lw=2, ms=7, label=label)
             if "seed" in values.dims and values.sizes["seed"] > 1:
