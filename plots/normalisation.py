@@ -156,7 +156,7 @@ def normalisation_depth_figure(ds: xr.Dataset) -> Figure:
     ax.grid(alpha=0.3)
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=9)
     model, train = run_config(ds)["model"], run_config(ds)["train"]
-    what = describe(ds).replace(f"{model.get('arch')}, ", "")
+    what = describe(ds)
     seeds = ds.sizes.get("seed", 1)
     fig.suptitle(
         "Which networks train deep: final training accuracy against depth\n"
