@@ -62,8 +62,9 @@ def describe(ds: xr.Dataset, at_initialisation: bool = False) -> str:
     its title says so itself)."""
     c = run_config(ds)
     m, d, t = c.get("model", {}), c.get("data", {}), c.get("train", {})
+    size = f"{_words(m['channels'])} channels" if "channels" in m else f"width {_words(m.get('width'))}"
     what = (
-        f"{_words(m.get('activation'))} {_words(m.get('arch', 'mlp'))}, width {_words(m.get('width'))}, "
+        f"{_words(m.get('activation'))} {_words(m.get('arch', 'mlp'))}, {size}, "
         f"{_words(m.get('init'))} init, {d.get('name')}"
     )
     if at_initialisation:

@@ -64,7 +64,7 @@ def test_kernels_vmapped_and_jitted_over_variants() -> None:
     shape = (5, *conv_kernel_shape(3, 2, 4, 4))  # 5 variants of a 3x3 kernel, 4 -> 4 channels
     z = jax.random.normal(jax.random.PRNGKey(2), shape)
     one_by_one = np.stack([np.asarray(delta_orthogonal(z[i], 2)) for i in range(5)])
-    vmapped = jax.jit(jax.vmap(lambda zi: conv_unit_kernel(zi, "orthogonal", 2)))(z)
+    vmapped = jax.jit(jax.vmap(lambda zi: conv_unit_kernel(zi, "delta_orthogonal", 2)))(z)
     stacked = jax.jit(lambda zz: delta_orthogonal(zz, 2))(z)  # leading axes without vmap
     np.testing.assert_allclose(vmapped, one_by_one, atol=1e-6)
     np.testing.assert_allclose(stacked, one_by_one, atol=1e-6)
@@ -89,7 +89,7 @@ def _stack(kernels: list[jax.Array], sigma_w: float, phi, biases=None):
     return forward
 
 
-@pytest.mark.parametrize("init", ["orthogonal", "gaussian"])
+@pytest.mark.parametrize("init", ["delta_orthogonal", "gaussian"])
 def test_linear_stack_jacobian_singular_values(init: str) -> None:
     """L circular convolutions, linear activation, 8 positions x 4 -> 6 channels: with delta-orthogonal
     kernels every one of the 32 singular values of dh^L/dx is sigma_w^L (the body of an (L+1)-layer net);
@@ -107,7 +107,7 @@ def test_linear_stack_jacobian_singular_values(init: str) -> None:
     sv = np.linalg.svd(np.asarray(jac, dtype=np.float64), compute_uv=False)
     expect = cnn.delta_orthogonal_linear_singular_value(sigma_w**2, depth + 1)
     assert expect == pytest.approx(sigma_w**depth)
-    if init == "orthogonal":
+    if init == "delta_orthogonal":
         np.testing.assert_allclose(sv, expect, rtol=2e-6)
     else:
         assert sv.max() / sv.min() > 3.0 and np.abs(sv / expect - 1).max() > 0.5

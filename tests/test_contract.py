@@ -42,6 +42,8 @@ def tiny_of(tiny: dict, arch: str) -> dict:
     out["model"]["arch"] = name
     if norm:
         out["model"]["norm"] = norm
+    if name == "cnn":  # 12 positions x 6 channels; delta-orthogonal keeps the Jacobian well conditioned
+        out["model"].update(channels=6, init="delta_orthogonal")
     return out
 
 
@@ -140,11 +142,12 @@ def test_gradient_norms_equal_jax_grad_and_q_as_measured_by_hand(tiny, arch):
     assert results["c_layer"].isel(sigma_w2=0, layer=1, pair=0).item() == pytest.approx(by_numpy, rel=1e-4)
 
 
-def _stack_map(a, params: dict, state: dict, spec):
-    """s^1 (one row, flattened) -> s^L: the block stack whose Jacobian the generic route measures."""
+def _stack_map(a, params: dict, state: dict, spec, shape: tuple[int, ...]):
+    """s^1 (one row of ``shape``, flattened) -> s^L: the block stack whose Jacobian the generic route
+    measures."""
 
     def stack(v: jax.Array) -> jax.Array:
-        s = v.reshape(1, -1)
+        s = v.reshape(shape)
         for i in range(a.n_blocks(spec)):
             block = jax.tree.map(lambda leaf: leaf[i], (params["blocks"], state["blocks"]))  # noqa: B023
             s = a.block(*block, s, spec)[0]
@@ -165,8 +168,9 @@ def test_exact_jacobian_equals_autodiff(tiny, arch):
         a, spec, params, state, dataset = one_network(tiny, arch, sigma_w2=1.8)
         params = jax.tree.map(lambda p: p.astype(jnp.float64), params)
         x = jnp.asarray(dataset.x_train[0], jnp.float64)
-        s1 = a.embed(params["embed"], state["embed"], x[None], spec)[0].reshape(-1)
-        stack = _stack_map(a, params, state, spec)
+        s1 = a.embed(params["embed"], state["embed"], x[None], spec)[0]
+        stack = _stack_map(a, params, state, spec, s1.shape)
+        s1 = s1.reshape(-1)
         if a.exact_jacobian is None or "+" in arch:  # the generic route (the MLP's with norm): ds^L / ds^1
             jacobian = jax.jacrev(stack)(s1)
             exact = a.exact_jacobian or (lambda *args: block_jacobian.exact_log10_sv(a, *args))

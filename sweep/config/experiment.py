@@ -372,12 +372,19 @@ def _check_architecture_fields(base: Config, axes: list[Axis], source: str) -> N
         {f"model.{name}" for name in (*a.static_fields, *a.dynamic_fields, *(f.name for f in a.new_fields))}
         for a in archs
     ]
+    names = sorted(set(swept.get("model.arch", (base.model.arch,))))
+    for init in swept.get("model.init", (base.model.init,)):
+        for name, arch in zip(swept.get("model.arch", (base.model.arch,)), archs, strict=True):
+            if init not in arch.inits:
+                problem = f"{init!r} does not apply to model.arch = {name!r}; it takes {list(arch.inits)}"
+                if init == "delta_orthogonal":
+                    problem += " (delta_orthogonal needs convolution kernels: model.arch = 'cnn')"
+                raise _fail(source, "model.init", problem)
     default = Config()
     new = [f"model.{name}" for name, _ in base.model.extra]  # the grid's architectures' own fields
     for field in [*MIX_FIELDS, "model.mix", "model.layer_scales", *BRANCH_FIELDS, "model.norm", *new]:
         used = set(swept.get(field, (base.get(field),))) != {default.get(field)}
         if used and not all(field in r for r in read):
-            names = sorted(set(swept.get("model.arch", (base.model.arch,))))
             raise _fail(source, field, f"has no effect with model.arch = {', '.join(map(repr, names))}")
 
 

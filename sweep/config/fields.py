@@ -49,11 +49,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from sweep.nets.activations import ACTIVATIONS
+from sweep.nets.conv_init import KERNEL_ONLY_INITIALISERS
 from sweep.nets.initialisers import INITIALISERS
 from sweep.nets.normalisation import NORMS
 
 OPTIMIZERS = ("sgd", "momentum", "adam", "rmsprop")
-DATASETS = ("mnist1d", "gaussian_mixture", "mnist", "fashion_mnist", "cifar10")
+DATASETS = ("mnist1d", "gaussian_mixture", "synthetic_images", "mnist", "fashion_mnist", "cifar10")
 
 
 class ConfigError(ValueError):
@@ -251,7 +252,7 @@ FIELDS: dict[str, Field] = {
     "model.activation": Field(str, True, _choice(ACTIVATIONS)),
     "model.width": Field(int, True, _positive),
     "model.depth": Field(int, True, _positive),
-    "model.init": Field(str, True, _choice(INITIALISERS)),
+    "model.init": Field(str, True, _choice((*INITIALISERS, *KERNEL_ONLY_INITIALISERS))),
     "model.sigma_w2": Field(float, False, _non_negative),
     "model.sigma_b2": Field(float, False, _non_negative),
     "model.mix": Field(str, True, _choice(MIXES)),

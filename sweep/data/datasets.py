@@ -3,13 +3,19 @@
 Nothing is downloaded. MNIST-1D is produced by the ``mnist1d`` package's procedural generator with its
 default arguments (seed 42), so everyone gets the same data; it is generated once per machine and kept,
 checksummed, in the cache directory beside the compiled programs (``SWEEP_CACHE_DIR=off``: never).
-Inputs are float32 ``[n, features]``, standardised; labels int32 ``[n]``.
+Inputs are float32 ``[n, features]``, standardised; labels int32 ``[n]``. Each dataset also carries the
+shape of one input, ``input_shape = (*positions, channels)``: a row is that array flattened in C order
+(channels last). MNIST-1D is ``(40, 1)``, the Gaussian mixture ``(input_dim, 1)`` (a sequence with one
+channel), MNIST and Fashion-MNIST ``(28, 28, 1)``, CIFAR-10 ``(32, 32, 3)`` (its files store each colour
+plane whole; rows are reordered to channels last here). Fully connected networks read the flat rows;
+convolutional ones (``sweep.nets.cnn``) reshape them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import zipfile
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -30,12 +36,20 @@ class Dataset:
     x_test: np.ndarray  # [n_test, input_dim] float32
     y_test: np.ndarray  # [n_test] int32
     n_classes: int
+    input_shape: tuple[int, ...] = ()  # (*positions, channels) of one row; () : (input_dim, 1)
+
+    def __post_init__(self) -> None:
+        if not self.input_shape:
+            object.__setattr__(self, "input_shape", (self.input_dim, 1))
+        if math.prod(self.input_shape) != self.input_dim:
+            raise ValueError(f"input_shape {self.input_shape} does not hold {self.input_dim} features")
 
     @property
     def input_dim(self) -> int:
         return self.x_train.shape[1]
 
 
+MNIST1D_FEATURES = 40
 MNIST1D_CACHE = "datasets"  # beside the compiled programs: sweep.storage.compile_cache.cache_dir() / this
 
 
@@ -57,7 +71,7 @@ def _read_cached(path: Path, n_samples: int) -> tuple[np.ndarray, np.ndarray] | 
         x, y = arrays["x"], arrays["y"]
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return None  # missing, damaged or foreign: generate anew (and replace it)
-    return (x, y) if x.shape == (n_samples, 40) and y.shape == (n_samples,) else None
+    return (x, y) if x.shape == (n_samples, MNIST1D_FEATURES) and y.shape == (n_samples,) else None
 
 
 @functools.lru_cache(maxsize=4)
@@ -96,6 +110,35 @@ def _gaussian_mixture(n: int, input_dim: int, n_classes: int) -> tuple[np.ndarra
     return x.astype(np.float32), y.astype(np.int32)
 
 
+SYNTHETIC_IMAGE_SHAPE = (8, 8, 1)
+
+
+def _synthetic_images(n: int, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Small images for tests and quick runs, ``SYNTHETIC_IMAGE_SHAPE`` (8 x 8, one channel): class k is a
+    fixed random template, smoothed over a 3 x 3 neighbourhood (circularly), shifted by a random circular
+    offset and buried in unit noise. Translations make it a task for convolutions. Flat rows [n, 64]."""
+    rng = np.random.default_rng(20180601)
+    side = SYNTHETIC_IMAGE_SHAPE[0]
+    templates = rng.normal(size=(n_classes, side, side))
+    templates = sum(np.roll(templates, (a, b), axis=(1, 2)) for a in (-1, 0, 1) for b in (-1, 0, 1)) / 3.0
+    y = rng.integers(0, n_classes, size=n)
+    shifts = rng.integers(0, side, size=(n, 2))
+    rows = np.arange(side)
+    i = (rows[None, :, None] + shifts[:, :1, None]) % side  # [n, side, 1]
+    j = (rows[None, None, :] + shifts[:, 1:, None]) % side  # [n, 1, side]
+    x = templates[y[:, None, None], i, j] + rng.normal(size=(n, side, side))
+    return x.reshape(n, -1).astype(np.float32), y.astype(np.int32)
+
+
+def input_shape(cfg: DataConfig) -> tuple[int, ...]:
+    """``(*positions, channels)`` of one input of the dataset ``cfg`` names, without loading it."""
+    if cfg.name in IMAGE_SHAPES:
+        return IMAGE_SHAPES[cfg.name]
+    if cfg.name == "synthetic_images":
+        return SYNTHETIC_IMAGE_SHAPE
+    return (MNIST1D_FEATURES if cfg.name == "mnist1d" else cfg.input_dim, 1)
+
+
 def load_dataset(cfg: DataConfig, source: str = "<config>") -> Dataset:
     """Build or read the dataset named by ``cfg.name``; first ``n_train`` train and ``n_test`` test rows."""
     n = cfg.n_train + cfg.n_test
@@ -105,10 +148,13 @@ def load_dataset(cfg: DataConfig, source: str = "<config>") -> Dataset:
     elif cfg.name == "gaussian_mixture":
         x, y = _gaussian_mixture(n, cfg.input_dim, cfg.n_classes)
         n_classes = cfg.n_classes
+    elif cfg.name == "synthetic_images":
+        x, y = _synthetic_images(n, cfg.n_classes)
+        n_classes = cfg.n_classes
     else:
         return _from_files(cfg, source)
     x_train, x_test = standardise(x[: cfg.n_train], x[cfg.n_train : n])
-    return Dataset(x_train, y[: cfg.n_train], x_test, y[cfg.n_train : n], n_classes)
+    return Dataset(x_train, y[: cfg.n_train], x_test, y[cfg.n_train : n], n_classes, input_shape(cfg))
 
 
 def _from_files(cfg: DataConfig, source: str) -> Dataset:
@@ -124,6 +170,15 @@ def _from_files(cfg: DataConfig, source: str) -> Dataset:
             f"{source}: data.n_train: {cfg.name} at {cfg.path!r} has only "
             f"{len(x_train)} training and {len(x_test)} test examples"
         )
-    return Dataset(
-        x_train[: cfg.n_train], y_train[: cfg.n_train], x_test[: cfg.n_test], y_test[: cfg.n_test], 10
-    )
+    x_train, x_test = (_channels_last(x, cfg.name) for x in (x_train[: cfg.n_train], x_test[: cfg.n_test]))
+    return Dataset(x_train, y_train[: cfg.n_train], x_test, y_test[: cfg.n_test], 10, input_shape(cfg))
+
+
+IMAGE_SHAPES = {"mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1), "cifar10": (32, 32, 3)}
+
+
+def _channels_last(x: np.ndarray, name: str) -> np.ndarray:
+    """Rows flattened channels last: CIFAR-10's files store the colour planes whole ([n, 3, 32, 32])."""
+    if name != "cifar10":
+        return x
+    return np.ascontiguousarray(x.reshape(len(x), 3, 32, 32).transpose(0, 2, 3, 1)).reshape(len(x), -1)

@@ -99,15 +99,22 @@ def forward_signal(
     params: dict, state: dict, arch: Architecture, spec: Spec, x: jax.Array, batch_size: int
 ) -> dict[str, jax.Array]:
     """The forward signal on inputs x: ``q_layer`` [n_layers] = mean square of each layer's tap (the
-    pre-activation) per unit and ``c_layer`` [n_layers, n_pairs] = correlation of input pairs' taps
+    pre-activation) per unit, ``c_layer`` [n_layers, n_pairs] = correlation of input pairs' taps, and for
+    taps with positions ``mode_power`` [n_layers, P] (``spatial_modes``)
     (rows 0-1, 2-3, ..; within minibatches of ``batch_size`` where the network uses batch statistics,
     the first ``min(8, n // 2)`` such pairs, NaN where the minibatches hold fewer)."""
     if not uses_batch_statistics(arch, spec):
         signal = forward(arch, params, state, x, spec)[1]
-        return {"q_layer": signal["q"], "c_layer": signal["c"]}
+        return {"q_layer": signal["q"], "c_layer": signal["c"]} | _modes(signal)
     batches, _ = minibatches(x, jnp.zeros(x.shape[0], jnp.int32), batch_size)
     signal = jax.lax.map(lambda rows: forward(arch, params, state, rows, spec)[1], batches)
     n_pairs = min(N_PAIRS, x.shape[0] // 2)
     c = jnp.moveaxis(signal["c"], 0, 1).reshape(signal["c"].shape[1], -1)  # [n_layers, k * pairs]
     c = jnp.pad(c, ((0, 0), (0, max(0, n_pairs - c.shape[1]))), constant_values=jnp.nan)[:, :n_pairs]
-    return {"q_layer": jnp.mean(signal["q"], axis=0), "c_layer": c}
+    modes = {"modes": signal["modes"][0]} if "modes" in signal else {}  # the first minibatch's inputs
+    return {"q_layer": jnp.mean(signal["q"], axis=0), "c_layer": c} | _modes(modes)
+
+
+def _modes(signal: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    """``mode_power`` [n_layers, P] where the taps have positions (``sweep.nets.forward.spatial_modes``)."""
+    return {"mode_power": signal["modes"]} if "modes" in signal else {}

@@ -65,6 +65,13 @@ class Spec:
     init: str  # a name of sweep.nets.initialisers.INITIALISERS
     options: tuple[tuple[str, Any], ...] = ()
     training: bool = True  # False: the network as used for inference (e.g. batch norm's running statistics)
+    input_shape: tuple[int, ...] = ()  # (*positions, channels) of one flat input row; (): (input_dim, 1)
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        """``input_shape``, or ``(input_dim, 1)`` where it is not given: how a row reshapes for
+        convolutions (rows are flattened channels last, ``sweep.data.datasets``)."""
+        return self.input_shape or (self.input_dim, 1)
 
     def option(self, name: str) -> Any:
         return dict(self.options)[name]
@@ -102,7 +109,7 @@ NEW_FIELD_DTYPES = {float: "float32", int: "int32", bool: "bool"}
 # names a new field may not take besides the config's: the results' other dimensions and variables,
 # predictions included (tests/test_new_fields.py checks this list covers them), and ModelConfig's own
 RESERVED_NAMES = (
-    "step", "layer", "pair", "sv", "jacobian_input", "completed", "extra", "get",
+    "step", "layer", "pair", "sv", "mode", "jacobian_input", "completed", "extra", "get", "mode_power",
     "train_loss", "train_accuracy", "test_accuracy", "grad_norm", "q_layer", "c_layer", "diverged",
     "diverged_step", "jacobian_log10_sv", "jacobian_mean_sq_sv", "jacobian_max_sv", "jacobian_min_sv",
     "jacobian_log10_condition", "jacobian_eig_variance_rel", "q_star", "c_star", "chi_1", "xi_c",
@@ -130,6 +137,8 @@ class Architecture(NamedTuple):
         ``static_fields``; dynamic ones vmapped, into ``dynamic``). A name may not be a config field's
         (of any section: a swept field's results axis is named after it) nor a results dimension or
         variable, and another registered architecture may declare it only alike (type, static, default).
+      inits: the ``model.init`` values it accepts (every dense initialiser by default; an architecture
+        with convolution kernels adds ``"delta_orthogonal"``).
       theory: the mean-field family it follows ("mlp") or None (no predictions).
       exact_jacobian(params, state, x_row [d], spec) -> log10 singular values [n]: a faster route to the
         numbers ``sweep.nets.block_jacobian.exact_log10_sv`` gives (or the Jacobian the entry documents).
@@ -137,6 +146,11 @@ class Architecture(NamedTuple):
         ``jax.custom_vjp`` (the MLP's) needs both Jacobian routes of its own.
       matrix_free_jacobian(params, state, x_row, spec, k, n_iter, key) -> (top [k], bottom [k], mean_sq).
       kept_per_unit(spec) -> float: values the backward pass keeps per unit of ``s`` and row (memory).
+      spec_problem(spec) -> str | None: what is wrong with this network that its fields alone do not show
+        (it sees the data's ``input_shape``), as ``"model.<field>: <problem>"``, or None. The engine
+        refuses such a run in one line before it compiles anything.
+      multiply_adds(spec) -> int: multiply-adds of one example's forward pass (chunk costs), where it is
+        not the number of weight-matrix entries (a convolution reuses its kernel at every position).
       batch_statistics(spec) -> bool: whether ``spec.training`` normalises with the batch's statistics
         (batch norm: the rows of a batch are coupled). The engine then measures gradients, loss and the
         forward signal in minibatches of ``train.batch_size`` rows of the measurement subset, averaged
@@ -151,16 +165,25 @@ class Architecture(NamedTuple):
     static_fields: tuple[str, ...] = ()
     dynamic_fields: tuple[str, ...] = ()
     new_fields: tuple[NewField, ...] = ()
+    inits: tuple[str, ...] = ("gaussian", "orthogonal")
     theory: str | None = None
     exact_jacobian: Callable | None = None
     matrix_free_jacobian: Callable | None = None
     kept_per_unit: Callable[[Spec], float] | None = None
     batch_statistics: Callable[[Spec], bool] | None = None
+    multiply_adds: Callable[[Spec], int] | None = None
+    spec_problem: Callable[[Spec], str | None] | None = None
 
 
 def uses_batch_statistics(arch: Architecture, spec: Spec) -> bool:
     """``arch.batch_statistics(spec)``, False where the entry does not say."""
     return arch.batch_statistics is not None and bool(arch.batch_statistics(spec))
+
+
+def network_problem(spec: Spec) -> str | None:
+    """``Architecture.spec_problem`` of ``spec``'s architecture (None where the entry has none)."""
+    arch = resolve(spec.arch)
+    return arch.spec_problem(spec) if arch.spec_problem is not None else None
 
 
 def option_names(arch: Architecture) -> tuple[str, ...]:
@@ -186,19 +209,27 @@ def new_dynamic_defaults(arch: Architecture) -> dict[str, Any]:
     return {f.name: jnp.asarray(f.default, NEW_FIELD_DTYPES[f.type]) for f in arch.new_fields if not f.static}
 
 
-def spec_from_config(model: Any, input_dim: int, n_classes: int) -> Spec:
+def spec_from_config(model: Any, input_dim: int, n_classes: int, input_shape: tuple[int, ...] = ()) -> Spec:
     """The network of a ``[model]`` config section (``sweep.config.ModelConfig``) on data of
-    ``input_dim`` features and ``n_classes`` classes; the architecture's static fields (its
-    ``static_fields``, then its static ``new_fields``) go into ``Spec.options``."""
+    ``input_dim`` features (one input of ``input_shape``) and ``n_classes`` classes; the architecture's
+    static fields (its ``static_fields``, then its static ``new_fields``) go into ``Spec.options``."""
     options = tuple((name, model.get(name)) for name in option_names(resolve(model.arch)))
     return Spec(
-        model.arch, model.activation, input_dim, model.width, model.depth, n_classes, model.init, options
+        model.arch,
+        model.activation,
+        input_dim,
+        model.width,
+        model.depth,
+        n_classes,
+        model.init,
+        options,
+        input_shape=tuple(input_shape),
     )
 
 
 REQUIRED = ("init", "embed", "block", "readout", "n_blocks")
 # imported on first use (sweep.nets.mlp imports sweep.config)
-_BUILT_IN = {"mlp": "sweep.nets.mlp:MLP", "resnet": "sweep.nets.resnet:RESNET"}
+_BUILT_IN = {"mlp": "sweep.nets.mlp:MLP", "resnet": "sweep.nets.resnet:RESNET", "cnn": "sweep.nets.cnn:CNN"}
 _REGISTRY: dict[str, Architecture] = {}
 
 
@@ -214,7 +245,8 @@ def contract_problem(arch: object, fields: Mapping[str, bool] | None = None) -> 
     for name in REQUIRED:
         if not callable(getattr(arch, name)):
             return f"{name} must be a function, got {getattr(arch, name)!r}"
-    for name in ("exact_jacobian", "matrix_free_jacobian", "kept_per_unit", "batch_statistics"):
+    optional = ("exact_jacobian", "matrix_free_jacobian", "kept_per_unit", "batch_statistics")
+    for name in (*optional, "multiply_adds", "spec_problem"):
         value = getattr(arch, name)
         if value is not None and not callable(value):
             return f"{name} must be a function or None, got {value!r}"

@@ -20,9 +20,14 @@ unit Gaussians ``z`` of the kernel's shape to a *unit* kernel ``u``; an architec
   mean square is ``c_in / c_out`` times the input's; multiply by ``sqrt(c_out / c_in)`` to get the
   engine's ``orthogonal`` centre instead).
 
-Both are elementwise in the leading axes and work under ``jax.vmap`` and ``jax.jit``.
-``CONV_INITIALISERS`` keys them by the names ``model.init`` already accepts (``"gaussian"``,
-``"orthogonal"``), so a convolutional architecture can read the same setting.
+- ``orthogonal_conv``: the kernel read as one ``(taps * c_in) x c_out`` matrix (every tap of every
+  input channel against the output channels) made orthogonal as ``initialisers.orthogonal`` makes a
+  dense one (orthonormal columns, or rows if wide, rescaled to entries of variance ``1 / (taps c_in)``):
+  the orthogonal initialisation of PyTorch's ``orthogonal_`` on a conv weight, every tap in use.
+
+All are elementwise in the leading axes and work under ``jax.vmap`` and ``jax.jit``.
+``CONV_INITIALISERS`` keys them by the values of ``model.init`` (``"gaussian"``, ``"orthogonal"``,
+``"delta_orthogonal"``; the last only for architectures with kernels).
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from sweep.nets.initialisers import orthonormal
+from sweep.nets.initialisers import orthogonal, orthonormal
 
 
 def _kernel_axes(shape: tuple[int, ...], ndim: int) -> tuple[tuple[int, ...], int, int]:
@@ -72,10 +77,21 @@ def delta_orthogonal(z: jax.Array, ndim: int) -> jax.Array:
     return jnp.zeros_like(z).at[centre].set(orthonormal(z[centre]))
 
 
+def orthogonal_conv(z: jax.Array, ndim: int) -> jax.Array:
+    """The kernel as a ``(taps * c_in) x c_out`` matrix, orthogonal by ``initialisers.orthogonal``
+    (entries of variance ``1 / (taps * c_in)``). Shape of ``z``."""
+    taps, c_in, c_out = _kernel_axes(z.shape, ndim)
+    lead = z.shape[: z.ndim - ndim - 2]
+    flat = z.reshape(*lead, math.prod(taps) * c_in, c_out)
+    return orthogonal(flat).reshape(z.shape)
+
+
 CONV_INITIALISERS: dict[str, Callable[[jax.Array, int], jax.Array]] = {
     "gaussian": gaussian_conv,
-    "orthogonal": delta_orthogonal,
+    "orthogonal": orthogonal_conv,
+    "delta_orthogonal": delta_orthogonal,
 }
+KERNEL_ONLY_INITIALISERS = ("delta_orthogonal",)  # model.init values only kernels can take
 
 
 def conv_unit_kernel(z: jax.Array, init: str, ndim: int) -> jax.Array:

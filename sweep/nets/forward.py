@@ -1,7 +1,9 @@
 """Everything the engine computes from an architecture's functions alone, for ONE variant.
 
 - ``forward``: embed, the blocks by ``lax.scan`` over the stacked depth axis, readout; the forward
-  signal of every layer from its tap (q^l = mean square per unit, c^l = correlation of input pairs).
+  signal of every layer from its tap (q^l = mean square per unit, c^l = correlation of input pairs;
+  for taps with positions, ``[B, *positions, channels]``, also the Fourier modes of the covariance
+  across positions, ``spatial_modes``).
 - ``weight_norms``: the Frobenius norm of every layer's weight-matrix gradients (leaves with >= 2 axes
   per block), layers 1 + n_blocks + 1.
 - ``sizes``: shapes by ``jax.eval_shape`` (nothing is computed), for memory, CPU passes and chunk cost.
@@ -18,6 +20,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from sweep.nets.contract import Architecture, Spec, new_dynamic_defaults, resolve
 
@@ -43,25 +46,63 @@ def signal(tap: jax.Array) -> tuple[jax.Array, jax.Array]:
     return jnp.mean(h**2), c
 
 
+MODE_ROWS = 4  # inputs whose covariance across positions is Fourier-transformed (spatial_modes)
+MODE_POSITIONS_MAX = 256  # taps with more positions record no modes (the covariance is positions^2)
+
+
+def spatial_modes(tap: jax.Array) -> jax.Array | None:
+    """Power of each spatial Fourier mode of the covariance across positions, off its diagonal: [P].
+
+    ``tap [B, *positions, C]`` (P = prod(positions), C channels; None for a tap without positions or with
+    more than ``MODE_POSITIONS_MAX``). For each of the first ``MODE_ROWS`` inputs, ``Sigma(x, y) = mean_c
+    h(x, c) h(y, c)``; along each diagonal ``e_d(x) = Sigma(x, x + d)`` (offsets mod the positions), its
+    DFT over x, ``E_d(f) = P^-1 sum_x e_d(x) exp(-2 pi i f.x / n)``; the power of mode f is the mean of
+    ``|E_d(f)|^2`` over the offsets d != 0 and the inputs. Modes in ``numpy.fft`` order, flattened C-order
+    for 2-D. Mode f != 0 is zero for a translation-invariant covariance; a Gaussian-kernel CNN with
+    circular padding multiplies it by ``(chi_c lambda(f))^2`` per layer (``sweep.theory.cnn``). Finite C
+    leaves a floor of about ``q^2 (1 + c^2) / (C P)``."""
+    if tap.ndim < 3 or math.prod(tap.shape[1:-1]) > MODE_POSITIONS_MAX:
+        return None
+    positions = tap.shape[1:-1]
+    p = math.prod(positions)
+    h = tap[:MODE_ROWS].reshape(-1, p, tap.shape[-1])
+    sigma = jnp.einsum("bxc,byc->bxy", h, h) / tap.shape[-1]
+    grid = np.stack(np.unravel_index(np.arange(p), positions), axis=-1)  # [P, ndim]
+    shifted = (grid[None, :, :] + grid[:, None, :]) % np.asarray(positions)  # [d, x, ndim]: x + d
+    y = np.ravel_multi_index(tuple(shifted.transpose(2, 0, 1)), positions)  # [d, x]
+    diagonals = sigma[:, np.arange(p)[None, :], y]  # [b, d, x]
+    axes = tuple(range(2, 2 + len(positions)))
+    modes = jnp.fft.fftn(diagonals.reshape(*diagonals.shape[:2], *positions), axes=axes) / p
+    power = jnp.abs(modes.reshape(*diagonals.shape[:2], p)) ** 2  # [b, d, f]
+    return jnp.mean(power[:, 1:], axis=(0, 1))
+
+
 def forward(
     arch: Architecture, params: dict, state: dict, x: jax.Array, spec: Spec
 ) -> tuple[jax.Array, dict[str, jax.Array], dict]:
-    """Logits [B, C], the forward signal ``{"q": [n_layers], "c": [n_layers, n_pairs]}`` (unused outputs
-    cost nothing under jit) and the new state."""
+    """Logits [B, C], the forward signal ``{"q": [n_layers], "c": [n_layers, n_pairs]}`` and, where the
+    embed's tap has positions, ``"modes": [n_layers, P]`` (``spatial_modes``; NaN for the readout), and
+    the new state. Unused outputs cost nothing under jit."""
     s, embed_state, tap = arch.embed(params["embed"], state["embed"], x, spec)
     first = signal(tap)
+    first_modes = spatial_modes(tap)
 
-    def layer(s: Any, block: tuple[Any, Any]) -> tuple[Any, tuple[Any, tuple[jax.Array, jax.Array]]]:
+    def layer(s: Any, block: tuple[Any, Any]) -> tuple[Any, tuple[Any, tuple[jax.Array, ...]]]:
         s_next, block_state, tap = arch.block(*block, s, spec)
-        return s_next, (block_state, signal(tap))
+        modes = spatial_modes(tap) if first_modes is not None else None
+        return s_next, (block_state, (*signal(tap), *(() if modes is None else (modes,))))
 
     s, (blocks_state, hidden) = jax.lax.scan(layer, s, (params["blocks"], state["blocks"]))
     logits, readout_state = arch.readout(params["readout"], state["readout"], s, spec)
     last = signal(logits)
     q = jnp.concatenate([first[0][None], hidden[0], last[0][None]])
     c = jnp.concatenate([first[1][None], hidden[1], last[1][None]])
+    out = {"q": q, "c": c}
+    if first_modes is not None:
+        no_modes = jnp.full_like(first_modes, jnp.nan)[None]  # the readout's logits have no positions
+        out["modes"] = jnp.concatenate([first_modes[None], hidden[2], no_modes])
     new_state = {"embed": embed_state, "blocks": blocks_state, "readout": readout_state}
-    return logits, {"q": q, "c": c}, new_state
+    return logits, out, new_state
 
 
 def _weights(tree: Any, stacked: bool) -> list[jax.Array]:
@@ -102,6 +143,7 @@ class Sizes(NamedTuple):
     block_weights: int  # weight-matrix entries of ONE block
     row_state: int  # values of the block state s per input row: the Jacobian's size n
     n_blocks: int
+    multiply_adds: int  # of one example's forward pass (``Architecture.multiply_adds``; else ``weights``)
 
 
 @functools.cache
@@ -111,8 +153,9 @@ def sizes(spec: Spec) -> Sizes:
     dynamic = {name: jnp.float32(0.5) for name in ("sigma_w2", "sigma_b2", *arch.dynamic_fields)}
     dynamic |= new_dynamic_defaults(arch)
     params, state = jax.eval_shape(lambda key: arch.init(key, dynamic, spec), jax.random.key(0))
+    row = jnp.zeros((1, spec.input_dim), jnp.float32)
     s = jax.eval_shape(
-        lambda p, st: arch.embed(p["embed"], st["embed"], jnp.zeros((1, spec.input_dim)), spec)[0],
+        lambda p, st: arch.embed(p["embed"], st["embed"], row, spec)[0],
         params,
         state,
     )
@@ -128,4 +171,5 @@ def sizes(spec: Spec) -> Sizes:
         block_weights=one_block,
         row_state=count(jax.tree.leaves(s)),
         n_blocks=n_blocks,
+        multiply_adds=int(arch.multiply_adds(spec)) if arch.multiply_adds is not None else weights,
     )

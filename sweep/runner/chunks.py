@@ -10,6 +10,7 @@ before the cheap ones fill the gaps).
 from __future__ import annotations
 
 import heapq
+import math
 from dataclasses import dataclass
 
 from sweep.config.grid import Group
@@ -40,12 +41,15 @@ class Chunk:
 def variant_cost(group: Group) -> float:
     """Multiply-adds of training and measuring one variant of ``group``: 3 per weight-matrix entry
     (``sweep.nets.forward.sizes``: forward, backward to the state, to the weights) per example."""
+    from sweep.data.datasets import input_shape
     from sweep.nets.contract import spec_from_config
     from sweep.nets.forward import sizes
 
     c = group.static
     t = c.train
-    per_example = sizes(spec_from_config(c.model, c.data.input_dim, c.data.n_classes)).weights
+    shape = input_shape(c.data)
+    spec = spec_from_config(c.model, math.prod(shape), c.data.n_classes, shape)
+    per_example = sizes(spec).multiply_adds
     records = t.steps // c.measure.every + 2
     return float(3 * per_example * (t.batch_size * t.steps + records * (c.measure.n_eval + c.data.n_test)))
 

@@ -30,6 +30,7 @@ from sweep.config import ConfigError, Experiment, experiment_from_dict, load_exp
 from sweep.config.grid import Group, groups
 from sweep.data import load_dataset
 from sweep.measure.predictions import add_predictions, compile_in_background
+from sweep.nets.contract import network_problem
 from sweep.runner import memory
 from sweep.runner.chunks import Chunk, plan_chunks, shard_cap, shard_chunks, work_cap
 from sweep.runner.devices import cpu_cores, use_every_cpu_core
@@ -173,6 +174,10 @@ def run(
             raise ConfigError(f"{experiment.source}: data: sweeping data fields is not supported")
     n_eval, n_test = experiment.base.measure.n_eval, experiment.base.data.n_test
     specs = {g.key: GroupSpec.from_config(g.static, dataset) for g in plan}
+    for spec in specs.values():
+        problem = network_problem(spec.model)
+        if problem:
+            raise ConfigError(f"{experiment.source}: {problem} (data {experiment.base.data.name!r})")
     dataset_attrs = {
         "n_classes": dataset.n_classes,
         "input_mean_square": float(np.mean(dataset.x_train[:n_eval] ** 2)),  # q of the inputs (theory)

@@ -84,7 +84,7 @@ class GroupSpec:
     @classmethod
     def from_config(cls, config: Config, dataset: Dataset) -> GroupSpec:
         t, s = config.train, config.measure
-        model = spec_from_config(config.model, dataset.input_dim, dataset.n_classes)
+        model = spec_from_config(config.model, dataset.input_dim, dataset.n_classes, dataset.input_shape)
         jacobian = None
         if s.jacobian:
             n = sizes(model).row_state

@@ -13,6 +13,8 @@ test_accuracy      (*grid, step)               accuracy on the test set
 grad_norm          (*grid, step, layer)        Frobenius norm of dLoss/dW^l on the training subset
 q_layer            (*grid, layer)              mean squared pre-activation at initialisation
 c_layer            (*grid, layer, pair)        correlation of two inputs' pre-activations at init
+mode_power         (*grid, layer, mode)        networks with positions (CNNs): power of each spatial
+                                               Fourier mode of the covariance across positions at init
 diverged           (*grid)                     loss or parameters became non-finite (then frozen)
 diverged_step      (*grid)                     step whose update went non-finite (-1: never)
 completed          (*grid)                     this variant's results are present
@@ -39,6 +41,7 @@ PER_VARIANT_DIMS: dict[str, tuple[str, ...]] = {
     "grad_norm": ("step", "layer"),
     "q_layer": ("layer",),
     "c_layer": ("layer", "pair"),
+    "mode_power": ("layer", "mode"),
     "diverged": (),
     "diverged_step": (),
     # only when [measure] jacobian = true (NaN at steps where the spectrum was not measured)
@@ -50,7 +53,9 @@ PER_VARIANT_DIMS: dict[str, tuple[str, ...]] = {
     "jacobian_eig_variance_rel": ("step",),
 }
 # what every run records (the Jacobian's variables only when asked): an empty grid still has these
-ALWAYS_RECORDED = tuple(name for name in PER_VARIANT_DIMS if not name.startswith("jacobian_"))
+ALWAYS_RECORDED = tuple(
+    name for name in PER_VARIANT_DIMS if not name.startswith("jacobian_") and name != "mode_power"
+)
 FILL = {"diverged": False, "diverged_step": -1}
 DTYPES = {"diverged": bool, "diverged_step": np.int32}
 
@@ -65,6 +70,8 @@ LONG_NAMES: dict[str, str] = {
     "grad_norm": "Frobenius norm of the loss gradient with respect to weight matrix W^l",
     "q_layer": "mean squared pre-activation q^l at initialisation",
     "c_layer": "correlation c^l of two inputs' pre-activations at initialisation",
+    "mode_power": "power of spatial Fourier mode f of the covariance across positions (off its diagonal) at "
+    "initialisation",
     "diverged": "loss or parameters became non-finite (the variant was then frozen)",
     "diverged_step": "step whose update went non-finite (-1: never)",
     "completed": "this variant's results are present",
@@ -83,6 +90,7 @@ LONG_NAMES: dict[str, str] = {
     "pair": "index of the input pair whose correlation is measured",
     "jacobian_input": "index of the training input at which the Jacobian is measured",
     "sv": "singular value index, largest first",
+    "mode": "spatial Fourier mode f of the body's positions, numpy.fft order (flattened for 2-D)",
 }
 SWEPT_NAMES = {"depth": "depth L (hidden layers)", "width": "width (units per hidden layer)"}
 
