@@ -29,6 +29,7 @@ bench: setup
     {{py}} benchmarks/bench_user_path.py
     {{py}} benchmarks/bench_engine.py
     {{py}} benchmarks/bench_architectures.py --small
+    {{py}} benchmarks/bench_conv.py --quick
     {{py}} benchmarks/bench_theory.py
     {{py}} benchmarks/bench_spectrum.py
     {{py}} benchmarks/bench_spectrum_overhead.py --repeats 1

@@ -116,6 +116,21 @@ def normalisation_depth(ds: xr.Dataset) -> str:
     )
 
 
+def cnn_depth_table(ds: xr.Dataset) -> str:
+    """The CNN depth table: final training (test) accuracy per depth and kernel, at the learning rate with
+    the best final training accuracy (``plots.cnn.best_learning_rate``)."""
+    from plots.cnn import best_learning_rate
+
+    train, test = best_learning_rate(ds)
+    depths = [int(d) for d in ds["depth"].values]
+    rows = ["| depth | " + " | ".join(map(str, depths)) + " |", "|---|" + "---|" * len(depths)]
+    for init, name in (("delta_orthogonal", "delta-orthogonal"), ("gaussian", "Gaussian")):
+        pairs = [(float(train.sel(init=init, depth=d)), float(test.sel(init=init, depth=d))) for d in depths]
+        cells = [f"{a:.2f} ({b:.2f})" for a, b in pairs]
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
 # (run directory under --runs, phrase, the files that quote it)
 CHECKS: list[tuple[str, Callable[[xr.Dataset], str], tuple[str, ...]]] = [
     ("phase_diagram", phase_diagram_band, (README, TUTORIAL, DEMO)),
@@ -124,6 +139,7 @@ CHECKS: list[tuple[str, Callable[[xr.Dataset], str], tuple[str, ...]]] = [
     ("vanishing_exploding-tanh", vanishing_caption, (README,)),
     ("normalisation-growth", batch_norm_table, (TUTORIAL,)),
     ("normalisation-depth", normalisation_depth, (README, TUTORIAL)),
+    ("deep_cnn-depth", cnn_depth_table, (README, TUTORIAL)),
 ]
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
 
+from plots.cnn import cnn_depth_figure, fourier_modes_figure, shows_cnn_depth, shows_fourier_modes
 from plots.common import THEORY_POINTS
 from plots.correlation import correlation_maps_figure, order_chaos_theory_figure
 from plots.gradients import gradient_norms_figure
@@ -89,6 +90,8 @@ FIGURES: dict[str, tuple[Callable[[xr.Dataset], Figure], Applies]] = {
     "residual_trainability": (residual_trainability_figure, shows_residual_trainability),
     "normalisation_growth": (normalisation_growth_figure, shows_normalisation_growth),
     "normalisation_depth": (normalisation_depth_figure, shows_normalisation_depth),
+    "cnn_depth": (cnn_depth_figure, shows_cnn_depth),
+    "fourier_modes": (fourier_modes_figure, shows_fourier_modes),
 } | {name: (make, needs(*dims)) for name, (make, dims) in SPECTRA_FIGURES.items()}
 
 

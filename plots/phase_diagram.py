@@ -8,6 +8,8 @@ labelled with its value. The overlays are outlined so that they stay visible ove
 
 from __future__ import annotations
 
+import textwrap
+
 import matplotlib.patheffects as pe
 import matplotlib.pyplot as plt
 import numpy as np
@@ -54,7 +56,7 @@ def phase_diagram_figure(ds: xr.Dataset, variable: str = "train_accuracy") -> Fi
     overlay_mean_field(ax, ds)
     ax.set_xlabel(r"weight variance $\sigma_w^2$")
     ax.set_ylabel("depth L (hidden layers)")
-    title = f"Trainability: {describe(ds)}"
+    title = textwrap.fill(f"Trainability: {describe(ds)}", 90)  # a long description wraps, never cut
     if note:
         title += f"\n({note}; diverged = chance)"
     if "trainability_agreement" in ds.attrs:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 
 import pytest
 
@@ -155,3 +156,20 @@ def test_normalised_theory_tables(capsys):
         == 2
     )
     assert "--batch-size values must be at least 1" in capsys.readouterr().err
+
+
+def test_cnn_mode_depth_scales_from_the_footprint(capsys):
+    """--arch cnn: linear net at sigma_w2 = 1 (chi_c = 1), width-3 kernel on 8 positions: lambda(f) =
+    (1 + 2 cos(2 pi f / 8)) / 3, so xi_f = -1 / log|lambda(f)| (f = 0: no decay, null)."""
+    argv = ("--arch", "cnn", "--activation", "linear", "--sigma-b2", "0", "--sigma-w2", "1")
+    rc = run_theory(parse(*argv, "--kernel-size", "3", "--positions", "8", "--json"))
+    report = json.loads(capsys.readouterr().out)
+    assert rc == 0 and report["arch"] == "cnn" and list(report["lambda"]) == ["f0", "f1", "f2", "f4"]
+    lam = {f: (1 + 2 * math.cos(2 * math.pi * f / 8)) / 3 for f in (0, 1, 2, 4)}
+    assert report["lambda"]["f1"] == pytest.approx(lam[1]) and report["lambda"]["f4"] == pytest.approx(-1 / 3)
+    point = report["points"][0]
+    assert point["chi_c"] == pytest.approx(1.0) and point["xi_f0"] is None
+    for f in (1, 2, 4):
+        assert point[f"xi_f{f}"] == pytest.approx(-1 / math.log(abs(lam[f])), rel=1e-6)
+    assert run_theory(parse(*argv, "--kernel-size", "4")) == 2
+    assert "--kernel-size" in capsys.readouterr().err

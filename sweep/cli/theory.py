@@ -6,6 +6,7 @@
     sweep theory --arch resnet --activation relu --sigma-b2 0 --depth 50 --branch-scale 0.5
     sweep theory --norm batch --activation relu --sigma-b2 0 --batch-size 8 32 128
     sweep theory --norm layer --activation tanh --sigma-b2 0.05
+    sweep theory --arch cnn --activation tanh --sigma-b2 1e-4 --sigma-w2 1.086 --kernel-size 3 --positions 40
 
 The main CLI (``sweep.cli``) builds the sub-parser with ``add_theory_arguments`` and calls ``run_theory``.
 """
@@ -55,12 +56,16 @@ def add_theory_arguments(parser: argparse.ArgumentParser) -> None:
     )
     resnet = parser.add_argument_group("residual networks (--arch resnet; sweep.theory.residual)")
     parser.add_argument(
-        "--arch", choices=("mlp", "resnet"), default="mlp", help="mean field of (default mlp)"
+        "--arch", choices=("mlp", "resnet", "cnn"), default="mlp", help="mean field of (default mlp)"
     )
     resnet.add_argument("--depth", type=int, default=10, metavar="L", help="blocks (default 10)")
     resnet.add_argument("--branch", choices=("full", "reduced"), default="full")
     resnet.add_argument("--branch-scale", type=float, default=1.0, metavar="A", help="alpha (default 1)")
     resnet.add_argument("--branch-scaling", choices=("none", "inv_sqrt_depth"), default="none")
+    cnn = parser.add_argument_group("Gaussian-kernel CNNs, circular padding (--arch cnn; sweep.theory.cnn)")
+    cnn.add_argument("--kernel-size", type=int, default=3, metavar="K", help="taps per axis, odd (default 3)")
+    cnn.add_argument("--positions", type=int, default=40, metavar="N", help="positions per axis (default 40)")
+    cnn.add_argument("--ndim", type=int, choices=(1, 2), default=1, help="spatial axes (default 1)")
     norm = parser.add_argument_group("normalised networks (--norm; sweep.theory.normalisation)")
     norm.add_argument(
         "--norm",
@@ -144,6 +149,40 @@ def _print_residual_table(report: dict) -> None:
     )
     _print_columns(("sigma_w2", *RESIDUAL_FIELDS), report["points"])
     print("(grad_ratio: |dL/dW| of block 1 over block L at initialisation; inf or NaN: not predicted)")
+
+
+def cnn_report(args: argparse.Namespace, sigma_w2: list[float]) -> dict:
+    """``sweep theory --arch cnn``: per sigma_w2 chi_c and the depth scale of a few spatial Fourier modes
+    f (along the first axis) of a Gaussian-kernel CNN, ``xi_f = -1 / log|chi_c lambda(f)|``
+    (``sweep.theory.cnn``; f = 0 is xi_c, and every mode of a delta-orthogonal CNN has xi_c)."""
+    from sweep.theory.cnn import footprint_eigenvalues, mode_depth_scales
+    from sweep.theory.mean_field import mean_field
+
+    n, k, ndim = args.positions, args.kernel_size, args.ndim
+    modes = sorted({f for f in (0, 1, 2, n // 8, n // 4, n // 2) if 0 <= f < n})
+    lam = footprint_eigenvalues(k, n, ndim)
+    pick = [(f, *(0,) * (ndim - 1)) for f in modes]
+    xi = mode_depth_scales(args.activation, np.asarray(sigma_w2), args.sigma_b2, k, n, ndim)
+    chi_c = np.asarray(mean_field(args.activation, np.asarray(sigma_w2), args.sigma_b2).chi_c)
+    points = [
+        {"sigma_w2": float(w), "chi_c": _json_number(float(chi_c[i]))}
+        | {f"xi_f{f[0]}": _json_number(float(xi[(i, *f)])) for f in pick}
+        for i, w in enumerate(sigma_w2)
+    ]
+    lambdas = {f"f{f[0]}": float(lam[f]) for f in pick}
+    keys = ("activation", "sigma_b2", "kernel_size", "positions", "ndim")
+    return {"arch": "cnn", **{key: getattr(args, key) for key in keys}, "lambda": lambdas, "points": points}
+
+
+def _print_cnn_table(report: dict) -> None:
+    lam = ", ".join(f"f = {name[1:]}: {value:.4g}" for name, value in report["lambda"].items())
+    print(
+        f"cnn, Gaussian {report['kernel_size']}-tap kernels, {report['positions']} circular positions per "
+        f"axis ({report['ndim']}-D), activation {report['activation']}, sigma_b2 = {report['sigma_b2']:g}"
+    )
+    print(f"footprint eigenvalues lambda(f): {lam}")
+    _print_columns(("sigma_w2", "chi_c", *[f"xi_f{name[1:]}" for name in report["lambda"]]), report["points"])
+    print("(xi_fK: depth scale of Fourier mode f = K, -1/log|chi_c lambda(f)|; delta-orthogonal: all xi_c)")
 
 
 LAYER_NORM_FIELDS = ("chi_1", "c_star", "chi_c", "xi_c")
@@ -274,6 +313,16 @@ def run_theory(args: argparse.Namespace) -> int:
             _print_residual_table(report)
         return 0
 
+    if getattr(args, "arch", "mlp") == "cnn":
+        if args.kernel_size < 1 or args.kernel_size % 2 == 0:
+            return _error(f"--kernel-size must be an odd positive number of taps, got {args.kernel_size}")
+        if args.positions < 1:
+            return _error(f"--positions must be at least 1, got {args.positions}")
+        if args.plot is not None:
+            return _error("--plot draws the MLP's phase diagram; it has no --arch cnn form")
+        report = cnn_report(args, sigma_w2)
+        print(json.dumps(report)) if args.json else _print_cnn_table(report)
+        return 0
     report = theory_report(args.activation, args.sigma_b2, sigma_w2)
     if args.json:
         print(json.dumps(report))
