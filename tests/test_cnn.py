@@ -4,6 +4,7 @@ Jacobian is sigma_w^L times an isometry), the data's input shapes, and its one-l
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import jax
@@ -194,3 +195,35 @@ def test_engine_trains_cnns_and_records_their_jacobian(tmp_path) -> None:
     batch = dict(spec, model=spec["model"] | {"norm": "batch"}, measure={"every": 10, "n_eval": 32})
     ds = sweep.run(batch, out=None, progress=False, log=lambda *a: None)
     assert bool(ds.completed.all()) and np.all(np.isfinite(ds.train_loss.values))
+
+
+def test_residual_cnn_with_zero_branch_scale_is_the_identity_body() -> None:
+    """x^{l+1} = x^l + a N(conv(phi(x^l)) + b): at a = 0 the body returns its input exactly, at a > 0
+    it does not; the stem and readout are the CNN's."""
+    arch = resolve("residual_cnn")
+    spec = cnn.spec((12, 1), 4, 3, 5)
+    spec = dataclasses.replace(spec, arch="residual_cnn", options=(*spec.options, ("branch_scaling", "none")))
+    x = jax.random.normal(jax.random.key(5), (2, 12))
+    outs = []
+    for scale in (0.0, 0.5):
+        dynamic = {
+            "sigma_w2": jnp.float32(1.3),
+            "sigma_b2": jnp.float32(0.05),
+            "branch_scale": jnp.float32(scale),
+        }
+        params, state = arch.init(jax.random.key(0), dynamic, spec)
+        h1, _, _ = arch.embed(params["embed"], state["embed"], x, spec)
+        h = h1
+        for layer in range(spec.depth):
+            block = jax.tree.map(lambda leaf, i=layer: leaf[i], (params["blocks"], state["blocks"]))
+            h = arch.block(*block, h, spec)[0]
+        outs.append((np.asarray(h1), np.asarray(h)))
+    np.testing.assert_array_equal(outs[0][1], outs[0][0])
+    assert np.abs(outs[1][1] - outs[1][0]).max() > 0.1
+
+
+def test_branch_fields_belong_to_the_residual_cnn_only() -> None:
+    with pytest.raises(ConfigError, match=r"model\.branch_scale: has no effect with model\.arch = 'cnn'"):
+        _experiment({"arch": "cnn", "branch_scale": 0.5})
+    exp = _experiment({"arch": "residual_cnn", "branch_scale": [0.0, 0.5], "init": "delta_orthogonal"})
+    assert exp.n_variants == 2

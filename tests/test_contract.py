@@ -42,7 +42,10 @@ def tiny_of(tiny: dict, arch: str) -> dict:
     out["model"]["arch"] = name
     if norm:
         out["model"]["norm"] = norm
-    if name == "cnn":  # 12 positions x 6 channels; delta-orthogonal keeps the Jacobian well conditioned
+    if name in (
+        "cnn",
+        "residual_cnn",
+    ):  # 12 positions x 6 channels; delta-orthogonal keeps the Jacobian well conditioned
         out["model"].update(channels=6, init="delta_orthogonal")
     return out
 
@@ -219,7 +222,8 @@ def test_no_retrace_on_a_second_chunk(tiny, arch):
 def test_a_diverging_variant_changes_no_other(tiny, arch):
     tiny = tiny_of(tiny, arch)
     tiny["model"].update(activation="relu", sigma_w2=2.0)
-    huge = 1e36 if "+" in arch else 1e7  # normalised nets shrug off a step that is merely large
+    # normalised nets and CNNs (their pooled logits) shrug off a step that is merely large
+    huge = 1e36 if "+" in arch or "cnn" in arch else 1e7
     tiny["train"].update(learning_rate=[0.01, huge], steps=8)
     both = engine.run(tiny)
     alone = engine.run(tiny, overrides=("train.learning_rate=[0.01]",))

@@ -181,7 +181,7 @@ def init(key: jax.Array, dynamic: dict[str, jax.Array], spec: Spec) -> tuple[dic
     return params, state
 
 
-def _normalise(params: dict, state: dict, h: jax.Array, spec: Spec) -> tuple[jax.Array, dict]:
+def normalise(params: dict, state: dict, h: jax.Array, spec: Spec) -> tuple[jax.Array, dict]:
     """``N(h)`` per channel (rows and positions flattened into rows) and the layer's new state."""
     kind = spec.option("norm")
     if kind == "none":
@@ -192,7 +192,7 @@ def _normalise(params: dict, state: dict, h: jax.Array, spec: Spec) -> tuple[jax
     return flat.reshape(h.shape), (state | {"norm": norm_state}) if norm_state else state
 
 
-def _add_bias(h: jax.Array, b: jax.Array) -> jax.Array:
+def add_bias(h: jax.Array, b: jax.Array) -> jax.Array:
     """``h [B, *positions, C] + b [C]`` (explicit broadcasting)."""
     return h + b.reshape((1,) * (h.ndim - 1) + b.shape)
 
@@ -201,17 +201,17 @@ def embed(params: dict, state: dict, x: jax.Array, spec: Spec) -> tuple[jax.Arra
     """The stem: ``x [B, d]`` (flat rows) -> ``h^1 [B, *positions, C]`` (its own tap)."""
     padding, downsample = spec.option("padding"), spec.option("downsample")
     image = x.reshape(x.shape[0], *spec.image_shape)
-    h = _add_bias(conv(image, params["w"], 2 if downsample else 1, padding), params["b"])
+    h = add_bias(conv(image, params["w"], 2 if downsample else 1, padding), params["b"])
     for i in range(params["w_more"].shape[0] if "w_more" in params else 0):  # positions shrink: no scan
-        h = _add_bias(conv(spec.phi(h), params["w_more"][i], 2, padding), params["b_more"][i])
-    h, state = _normalise(params, state, h, spec)
+        h = add_bias(conv(spec.phi(h), params["w_more"][i], 2, padding), params["b_more"][i])
+    h, state = normalise(params, state, h, spec)
     return h, state, h
 
 
 def block(params: dict, state: dict, h: jax.Array, spec: Spec) -> tuple[jax.Array, dict, jax.Array]:
     """``h^{l+1} = N(conv_1(phi(h^l), W) + b)``: [B, *positions, C] -> the same (its own tap)."""
-    h_next = _add_bias(conv(spec.phi(h), params["w"], 1, spec.option("padding")), params["b"])
-    h_next, state = _normalise(params, state, h_next, spec)
+    h_next = add_bias(conv(spec.phi(h), params["w"], 1, spec.option("padding")), params["b"])
+    h_next, state = normalise(params, state, h_next, spec)
     return h_next, state, h_next
 
 
