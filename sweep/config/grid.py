@@ -6,13 +6,27 @@ dataset, optimizer kind, batch size, steps, measurement schedule) agree: one com
 whole group, vmapping over the dynamic fields (sigma_w2, sigma_b2, learning rate, momentum, seed).
 An architecture's own new fields (``sweep.nets.NewField``) take part by their kind: a static one splits
 groups, a dynamic one is vmapped.
+
+Depth buckets. Every distinct depth would be its own program, and a program costs seconds to compile
+whatever its depth (6-7.6 s on 2 cores). Where the architecture supports it
+(``Architecture.depth_buckets``) and no Jacobian is measured, variants that differ only in depth share
+the program of their bucket's deepest depth A: a variant of depth L runs the bucket's blocks with those
+past its own ``n_blocks(L)`` masked to the identity (``sweep.runner.train``), from exactly the
+parameters its own program would draw, and its outputs are cut back to its own layers. The buckets
+(``choose_buckets``) are the fewest contiguous depth ranges whose masked work (blocks run beyond a
+variant's own, over all blocks run) stays at most ``MASKED_WORK_LIMIT``. ``SWEEP_DEPTH_BUCKETS=off``:
+one program per depth, as before.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
+import os
 import re
+from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,7 +40,9 @@ from sweep.config import (
     field_spec,
     static_fields,
 )
-from sweep.nets.contract import NEW_FIELD_DTYPES
+from sweep.nets.contract import NEW_FIELD_DTYPES, Spec, resolve
+
+MASKED_WORK_LIMIT = 0.25  # at most this fraction of a group's block work may be masked layers
 
 
 @dataclass(frozen=True)
@@ -40,13 +56,23 @@ class Group:
     """Variants sharing one compiled program. ``static`` is their common config (dynamic fields unset)."""
 
     key: str  # a stable, human-readable name, e.g. "mlp-tanh-w64-d10-gaussian-mnist1d-sgd-b64-s300"
-    static: Config
+    static: Config  # model.depth: the deepest variant's (a depth bucket's program depth)
     variants: tuple[Variant, ...]
+
+    @property
+    def depths(self) -> tuple[int, ...]:
+        """The distinct depths of the variants, ascending (one, unless the group is a depth bucket)."""
+        return tuple(sorted({v.config.model.depth for v in self.variants}))
+
+    @property
+    def bucketed(self) -> bool:
+        return len(self.depths) > 1
 
     def dynamic(self) -> dict[str, np.ndarray]:
         """The vmapped inputs: ``{"sigma_w2": [V] float32, ..., "seed": [V] uint32}``, then the dynamic
-        new fields the config holds (float32, int32 or bool, as declared)."""
-        out = {}
+        new fields the config holds (float32, int32 or bool, as declared), and ``"depth"`` [V] int32
+        (each variant's own model.depth: a depth bucket masks the blocks beyond it)."""
+        out = {"depth": np.asarray([v.config.model.depth for v in self.variants], np.int32)}
         for field in dynamic_fields(self.static):
             name = axis_name(field)
             values = [v.config.get(field) for v in self.variants]
@@ -82,17 +108,93 @@ def static_part(config: Config) -> Config:
     return config.replace({field: default.get(field) for field in dynamic_fields(config)})
 
 
-def groups(experiment: Experiment) -> list[Group]:
-    """Partition the grid into groups of equal static fields, in first-appearance order."""
+def depth_buckets_on() -> bool:
+    return os.environ.get("SWEEP_DEPTH_BUCKETS", "").strip().lower() not in ("off", "0", "false", "no")
+
+
+def groups(experiment: Experiment, buckets: bool | None = None) -> list[Group]:
+    """Partition the grid into groups of equal static fields (depth buckets merged: see the module
+    docstring; ``buckets`` None: unless ``SWEEP_DEPTH_BUCKETS=off``), in first-appearance order."""
+    buckets = depth_buckets_on() if buckets is None else buckets
     by_static: dict[tuple, list[Variant]] = {}
     for variant in variants(experiment):
-        static_values = tuple(variant.config.get(field) for field in static_fields(variant.config))
+        static_values = tuple(
+            variant.config.get(field)
+            if field != "model.depth" or not (buckets and _bucketable(variant.config))
+            else None
+            for field in static_fields(variant.config)
+        )
         by_static.setdefault(static_values, []).append(variant)
     out = []
     for members in by_static.values():
-        static = static_part(members[0].config)
-        out.append(Group(group_key(static), static, tuple(members)))
+        counts = Counter(v.config.model.depth for v in members)
+        for bucket in choose_buckets(dict(counts), n_blocks_of(members[0].config)):
+            inside = tuple(v for v in members if v.config.model.depth in bucket)
+            static = static_part(inside[0].config).replace({"model.depth": max(bucket)})
+            out.append(Group(group_key(static), static, inside))
     return out
+
+
+def groups_of_run(experiment: Experiment, keys: Iterable[str]) -> list[Group] | None:
+    """The groups a run directory was planned with, given its manifest's group ``keys``: today's plan,
+    or one program per depth for a run begun before depth buckets (or with them off); None if neither
+    plan has those keys."""
+    keys = set(keys)
+    for buckets in (None, False):
+        plan = groups(experiment, buckets)
+        if {g.key for g in plan} == keys:
+            return plan
+    return None
+
+
+def _bucketable(config: Config) -> bool:
+    """Whether variants of this config may share a depth bucket's program."""
+    if config.measure.jacobian:
+        return False
+    return bool(getattr(resolve(config.model.arch), "depth_buckets", False))
+
+
+def n_blocks_of(config: Config) -> Callable[[int], int]:
+    """depth -> the architecture's number of blocks (``Architecture.n_blocks``) at that depth."""
+    arch = resolve(config.model.arch)
+    spec = Spec(config.model.arch, config.model.activation, 1, config.model.width, 1, 2, config.model.init)
+    return lambda depth: int(arch.n_blocks(dataclasses.replace(spec, depth=depth)))
+
+
+def choose_buckets(counts: dict[int, int], n_blocks: Callable[[int], int]) -> list[tuple[int, ...]]:
+    """The fewest contiguous buckets of the depths (``counts``: depth -> variants) whose masked work,
+    sum over variants of (bucket blocks - own blocks) / sum of bucket blocks, is at most
+    ``MASKED_WORK_LIMIT``; among as many buckets, the least masked work (dynamic programming over the
+    sorted depths). Each bucket runs at its deepest depth."""
+    depths = sorted(counts)
+    m = len(depths)
+    blocks = [n_blocks(d) + 2 for d in depths]  # a variant's work: its blocks, the embed and readout
+    own = np.cumsum([0] + [counts[d] * b for d, b in zip(depths, blocks, strict=True)])
+    n = np.cumsum([0] + [counts[d] for d in depths])
+
+    def masked(i: int, j: int) -> float:  # depths[i..j] in one bucket, run at depths[j]
+        return float((n[j + 1] - n[i]) * blocks[j] - (own[j + 1] - own[i]))
+
+    total_own = float(own[-1])
+    best: dict[tuple[int, int], tuple[float, list[int]]] = {}  # (k buckets, first i) -> (masked, cuts)
+    for k in range(1, m + 1):
+        for i in range(m - 1, -1, -1):
+            if k == 1:
+                best[(1, i)] = (masked(i, m - 1), [m])
+                continue
+            options = [
+                (masked(i, j) + best[(k - 1, j + 1)][0], [j + 1, *best[(k - 1, j + 1)][1]])
+                for j in range(i, m - 1)
+                if (k - 1, j + 1) in best
+            ]
+            if options:
+                best[(k, i)] = min(options, key=lambda option: option[0])
+        if (k, 0) in best:
+            waste, cuts = best[(k, 0)]
+            if waste <= MASKED_WORK_LIMIT * (total_own + waste):
+                edges = [0, *cuts]
+                return [tuple(depths[a:b]) for a, b in itertools.pairwise(edges)]
+    return [(d,) for d in depths]
 
 
 def record_steps(steps: int, every: int) -> np.ndarray:

@@ -146,6 +146,12 @@ class Architecture(NamedTuple):
         ``jax.custom_vjp`` (the MLP's) needs both Jacobian routes of its own.
       matrix_free_jacobian(params, state, x_row, spec, k, n_iter, key) -> (top [k], bottom [k], mean_sq).
       kept_per_unit(spec) -> float: values the backward pass keeps per unit of ``s`` and row (memory).
+      depth_buckets: True if variants of different depths may share one program (``sweep.config.grid``):
+        ``init`` then finds the variant's own ``model.depth`` as ``dynamic["depth"]`` (a traced int32,
+        at most ``spec.depth``) and must draw, in the first ``n_blocks`` of its own depth, exactly the
+        parameters its own program would (``initialisers.unit_draws_at_depth``), and nothing else in the
+        network may depend on ``spec.depth``. The engine zeroes the parameters of the blocks past the
+        variant's own, runs them as the identity and cuts the outputs back to the variant's layers.
       spec_problem(spec) -> str | None: what is wrong with this network that its fields alone do not show
         (it sees the data's ``input_shape``), as ``"model.<field>: <problem>"``, or None. The engine
         refuses such a run in one line before it compiles anything.
@@ -173,6 +179,7 @@ class Architecture(NamedTuple):
     batch_statistics: Callable[[Spec], bool] | None = None
     multiply_adds: Callable[[Spec], int] | None = None
     spec_problem: Callable[[Spec], str | None] | None = None
+    depth_buckets: bool = False
 
 
 def uses_batch_statistics(arch: Architecture, spec: Spec) -> bool:
@@ -229,7 +236,12 @@ def spec_from_config(model: Any, input_dim: int, n_classes: int, input_shape: tu
 
 REQUIRED = ("init", "embed", "block", "readout", "n_blocks")
 # imported on first use (sweep.nets.mlp imports sweep.config)
-_BUILT_IN = {"mlp": "sweep.nets.mlp:MLP", "resnet": "sweep.nets.resnet:RESNET", "cnn": "sweep.nets.cnn:CNN"}
+_BUILT_IN = {
+    "mlp": "sweep.nets.mlp:MLP",
+    "resnet": "sweep.nets.resnet:RESNET",
+    "cnn": "sweep.nets.cnn:CNN",
+    "residual_cnn": "sweep.nets.residual_cnn:RESIDUAL_CNN",
+}
 _REGISTRY: dict[str, Architecture] = {}
 
 

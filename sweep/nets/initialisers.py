@@ -73,6 +73,25 @@ def unit_draws(key: jax.Array, shapes: dict[str, tuple[int, ...]]) -> dict[str, 
     return {name: part.reshape(shape) for (name, shape), part in zip(shapes.items(), parts, strict=True)}
 
 
+def unit_draws_at_depth(
+    key: jax.Array, shapes: dict[str, tuple[int, ...]], stacked: tuple[str, ...], active: jax.Array
+) -> dict[str, jax.Array]:
+    """``unit_draws`` of a network whose ``stacked`` entries (a leading depth axis of the shapes'
+    length A) hold only ``active`` (a traced int, <= A) real blocks: the first ``active`` blocks of each
+    stacked entry, and every other entry, get exactly the numbers ``unit_draws`` gives the network of
+    ``active`` blocks (shapes cut to ``active``); the blocks past ``active`` get other unit Gaussians
+    (a depth bucket masks them, ``sweep.runner.train``). Relies on ``jax.random.normal``'s threefry
+    draws being a prefix of a longer draw (``jax_threefry_partitionable``, JAX's default)."""
+    sizes = [math.prod(shape) for shape in shapes.values()]
+    per_block = {name: math.prod(shape[1:]) for name, shape in shapes.items() if name in stacked}
+    flat = jax.random.normal(key, (2 * sum(sizes),))  # room for any offset below
+    out, offset = {}, jnp.zeros((), jnp.int32)
+    for (name, shape), size in zip(shapes.items(), sizes, strict=True):
+        out[name] = jax.lax.dynamic_slice(flat, (offset,), (size,)).reshape(shape)
+        offset = offset + (per_block[name] * active if name in stacked else size)
+    return out
+
+
 def unit_weight(z: jax.Array, init: str) -> jax.Array:
     """Unit weights [..., fan_in, fan_out] from unit Gaussians ``z`` by the initialiser ``init``
     (KeyError naming the choices for an unknown one: never another initialiser in its place)."""

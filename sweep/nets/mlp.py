@@ -42,7 +42,7 @@ from sweep.nets import normalisation
 from sweep.nets.activations import OUTPUT_DERIVATIVES
 from sweep.nets.block_jacobian import exact_log10_sv, matrix_free_log10_sv
 from sweep.nets.contract import Architecture, Spec
-from sweep.nets.initialisers import unit_draws, unit_weight
+from sweep.nets.initialisers import unit_draws, unit_draws_at_depth, unit_weight
 from sweep.nets.mlp_layer import hidden_layer
 
 KEPT_FROM_OUTPUT = 1.25  # values kept per unit and row where phi' comes from phi (mlp_layer), measured
@@ -132,7 +132,10 @@ def init(key: jax.Array, dynamic: dict[str, jax.Array], spec: Spec) -> tuple[dic
         "hidden_w": (hidden, n, n),
         "hidden_b": (hidden, n),
     }
-    z = unit_draws(key, shapes)
+    if "depth" in dynamic:  # a depth bucket: this variant's own depth, at most spec.depth
+        z = unit_draws_at_depth(key, shapes, ("hidden_w", "hidden_b"), dynamic["depth"] - 1)
+    else:
+        z = unit_draws(key, shapes)
     sigma_w, sigma_b = jnp.sqrt(dynamic["sigma_w2"]), jnp.sqrt(dynamic["sigma_b2"])
     params = {
         part: {"w": sigma_w * unit_weight(z[f"{name}_w"], spec.init), "b": sigma_b * z[f"{name}_b"]}
@@ -228,6 +231,7 @@ MLP = Architecture(
     matrix_free_jacobian=matrix_free_jacobian,
     kept_per_unit=kept_per_unit,
     batch_statistics=lambda spec: spec.option("norm") == "batch",
+    depth_buckets=True,
 )
 PLAIN_MLP = MLP._replace(block=plain_block, exact_jacobian=None, matrix_free_jacobian=None)
 """The same network with plainly written blocks (what the generic Jacobian routes differentiate)."""

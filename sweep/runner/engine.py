@@ -27,7 +27,7 @@ import numpy as np
 import xarray as xr
 
 from sweep.config import ConfigError, Experiment, experiment_from_dict, load_experiment
-from sweep.config.grid import Group, groups
+from sweep.config.grid import Group, groups, groups_of_run, n_blocks_of
 from sweep.data import load_dataset
 from sweep.measure.predictions import add_predictions, compile_in_background
 from sweep.nets.contract import network_problem
@@ -173,7 +173,7 @@ def run(
         if group.static.data != experiment.base.data:
             raise ConfigError(f"{experiment.source}: data: sweeping data fields is not supported")
     n_eval, n_test = experiment.base.measure.n_eval, experiment.base.data.n_test
-    specs = {g.key: GroupSpec.from_config(g.static, dataset) for g in plan}
+    specs = {g.key: GroupSpec.from_config(g.static, dataset, g.bucketed) for g in plan}
     for spec in specs.values():
         problem = network_problem(spec.model)
         if problem:
@@ -206,6 +206,9 @@ def run(
         if force:
             store.clear_run(out_dir)
         sizes = store.open_run(out_dir, experiment, sizes, dataset_attrs, repair=resume or sharded, log=warn)
+        if set(sizes) != {g.key for g in plan}:  # a run begun with other groups: keep its plan
+            plan = planned_groups(experiment, sizes, out_dir)
+            specs = {g.key: GroupSpec.from_config(g.static, dataset, g.bucketed) for g in plan}
         chunks = plan_chunks(plan, sizes)  # a run's chunking never changes
         return _train(
             experiment, chunks, shard, specs, data, dataset_attrs, out_dir, progress, log, warn, timing
@@ -238,6 +241,7 @@ def _train(
         f"{describe_devices()}; {experiment.n_variants} variants in {len(specs)} group(s), "
         f"{len(chunks)} chunk(s)"
         + (f"; shard {shard[0]}/{shard[1]} runs {len(mine)} of them" if sharded else "")
+        + bucket_summary(list(dict.fromkeys(c.group for c in chunks)))
     )
     timing = timing or Timing()
     computed = []
@@ -339,6 +343,36 @@ def _run_chunk(
     timing.run_seconds += time.perf_counter() - started
     timing.variant_steps += len(variants) * spec.steps
     return grid_index, outputs, spec.record_steps
+
+
+def planned_groups(experiment: Experiment, sizes: dict[str, int], out_dir: Path) -> list[Group]:
+    """The groups of the run in ``out_dir`` (its manifest's ``sizes`` name them): one program per depth
+    for a run begun before depth buckets, or with them off (``sweep.config.grid.groups_of_run``)."""
+    plan = groups_of_run(experiment, sizes)
+    if plan is None:
+        raise ConfigError(
+            f"{out_dir / store.CHUNKS / store.MANIFEST}: plans other groups than this experiment makes; "
+            "rerun with --force to start over"
+        )
+    return plan
+
+
+def bucket_summary(plan: list[Group]) -> str:
+    """``"; 91 depths in 3 depth bucket(s) (21% of the block work masked)"`` where groups share depths
+    (``sweep.config.grid``), else ""."""
+    buckets = [g for g in plan if g.bucketed]
+    if not buckets:
+        return ""
+    depths = {d for g in buckets for d in g.depths}
+    own = run = 0
+    for group in buckets:
+        n_blocks = n_blocks_of(group.static)
+        top = n_blocks(group.static.model.depth) + 2
+        for variant in group.variants:
+            own += n_blocks(variant.config.model.depth) + 2
+            run += top
+    masked = (run - own) / run
+    return f"; {len(depths)} depths in {len(buckets)} depth bucket(s) ({masked:.0%} of the block work masked)"
 
 
 def run_attributes(experiment: Experiment, timing: Timing, n_groups: int) -> dict[str, Any]:

@@ -47,6 +47,7 @@ from sweep.nets.contract import (
     spec_from_config,
 )
 from sweep.nets.forward import n_layers, sizes
+from sweep.runner import depth_buckets
 from sweep.runner.devices import variant_mesh
 from sweep.runner.passes import in_passes, one_layer_bytes, variants_per_pass
 
@@ -80,9 +81,10 @@ class GroupSpec:
     steps: int
     every: int
     jacobian: JacobianSpec | None = None
+    bucketed: bool = False  # variants of several depths (up to model.depth) share this program
 
     @classmethod
-    def from_config(cls, config: Config, dataset: Dataset) -> GroupSpec:
+    def from_config(cls, config: Config, dataset: Dataset, bucketed: bool = False) -> GroupSpec:
         t, s = config.train, config.measure
         model = spec_from_config(config.model, dataset.input_dim, dataset.n_classes, dataset.input_shape)
         jacobian = None
@@ -93,7 +95,7 @@ class GroupSpec:
             )
             inputs = min(s.jacobian_inputs, s.n_eval, config.data.n_train)
             jacobian = JacobianSpec(inputs, s.jacobian_every, matrix_free, min(s.jacobian_k, n))
-        return cls(model, t.optimizer, t.batch_size, t.steps, s.every, jacobian)
+        return cls(model, t.optimizer, t.batch_size, t.steps, s.every, jacobian, bucketed)
 
     @property
     def arch(self) -> str:
@@ -137,6 +139,7 @@ class Hyper(NamedTuple):
     learning_rate: jax.Array
     momentum: jax.Array
     seed: jax.Array
+    depth: jax.Array  # int32: the variant's own model.depth (a depth bucket's program masks the rest)
     extra: dict[str, jax.Array] | None = None
 
     @classmethod
@@ -149,6 +152,7 @@ class Hyper(NamedTuple):
 
 
 HYPER_FIELDS = tuple(name for name in Hyper._fields if name != "extra")
+HYPER_DTYPES = {"seed": jnp.uint32, "depth": jnp.int32}  # the others: float32
 
 
 class TrainData(NamedTuple):
@@ -253,7 +257,12 @@ def train_variant(spec: GroupSpec, hyper: Hyper, data: TrainData) -> dict[str, j
     arch, model = resolve(spec.model.arch), spec.model
     dynamic = {name: getattr(hyper, name) for name in (*SHARED_DYNAMIC, *arch.dynamic_fields)}
     dynamic |= {name: (hyper.extra or {})[name] for name in new_dynamic_names(arch)}
+    if spec.bucketed:
+        dynamic["depth"] = hyper.depth
     params, net_state = arch.init(variant_key(hyper.seed, 0), dynamic, model)
+    if spec.bucketed:  # blocks past the variant's own run as the identity (sweep.runner.depth_buckets)
+        active = depth_buckets.active_blocks(arch, model, hyper.depth)
+        arch, params, net_state = depth_buckets.mask(arch, params, net_state, active)
     optimizer = make_optimizer(spec.optimizer, hyper.learning_rate, hyper.momentum)
     state = TrainState(params, net_state, optimizer.init(params), jnp.array(False), jnp.array(-1, jnp.int32))
     n_train = data.x_train.shape[0]
@@ -294,7 +303,7 @@ def train_variant(spec: GroupSpec, hyper: Hyper, data: TrainData) -> dict[str, j
     out |= forward_signal(params, net_state, arch, model, data.eval.x_eval, spec.batch_size)
     out["diverged"] = state.diverged
     out["diverged_step"] = state.diverged_step
-    return out
+    return depth_buckets.own_layers(out, active) if spec.bucketed else out
 
 
 # --------------------------------------------------------------------------------- compiled programs
@@ -348,9 +357,7 @@ def compile_group(spec: GroupSpec, chunk_size: int, data: TrainData) -> tuple[Co
             check_vma=False,  # variants never meet: no cross-device values to track in the types
         )
     )
-    dtypes = {
-        name: jnp.uint32 if name == "seed" else jnp.float32 for name in HYPER_FIELDS
-    } | spec.extra_dtypes
+    dtypes = {name: HYPER_DTYPES.get(name, jnp.float32) for name in HYPER_FIELDS} | spec.extra_dtypes
     shapes = {
         name: jax.ShapeDtypeStruct((chunk_size,), dtype, sharding=by_variant)
         for name, dtype in dtypes.items()

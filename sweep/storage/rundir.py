@@ -19,7 +19,7 @@ import numpy as np
 import xarray as xr
 
 from sweep.config import ConfigError, Experiment, load_experiment
-from sweep.config.grid import groups
+from sweep.config.grid import groups_of_run
 from sweep.measure.predictions import add_predictions
 from sweep.runner.chunks import Chunk, plan_chunks
 from sweep.storage import integrity, store
@@ -101,7 +101,10 @@ def _planned(directory: Path) -> tuple[Experiment, dict[str, Any], list[Chunk]]:
         raise DamagedFile(path, f"missing or damaged ({problem})", remedy) from None
     if experiment.fingerprint() != manifest["fingerprint"]:
         raise DamagedFile(path, "damaged or replaced: not the experiment of chunks/manifest.json", remedy)
-    return experiment, manifest, plan_chunks(groups(experiment), manifest["chunk_sizes"])
+    plan = groups_of_run(experiment, manifest["chunk_sizes"])
+    if plan is None:
+        raise DamagedFile(path, "plans other groups than chunks/manifest.json names", remedy)
+    return experiment, manifest, plan_chunks(plan, manifest["chunk_sizes"])
 
 
 def assemble_dir(directory: str | Path) -> tuple[xr.Dataset, int]:
