@@ -25,17 +25,25 @@ def _masked_fraction(buckets, counts, n_blocks) -> float:
 
 def test_the_schoenholz_depths_fit_in_few_programs_with_little_masked_work():
     """Depths 10..100 (91 of them, the full phase diagram of Schoenholz et al.), MLP blocks L - 1:
-    3 programs, 21% of the block work masked (limit 25%); every depth in exactly one bucket."""
+    6 programs, 11% of the block work masked (limit 25%); every depth in exactly one bucket. At most 6
+    depths (the demo's 5): one program each."""
     counts = {d: 13 for d in range(10, 101)}
     buckets = choose_buckets(counts, lambda d: d - 1)
     assert len(buckets) <= 6
     assert sorted(d for b in buckets for d in b) == list(range(10, 101))
     fraction = _masked_fraction(buckets, counts, lambda d: d - 1)
     assert fraction <= MASKED_WORK_LIMIT
-    assert len(buckets) == 3 and fraction == pytest.approx(0.208, abs=0.001)
-    # one depth, or depths too far apart to share: one program each
-    assert choose_buckets({10: 4}, lambda d: d - 1) == [(10,)]
-    assert choose_buckets({2: 1, 200: 1}, lambda d: d - 1) == [(2,), (200,)]
+    assert len(buckets) == 6 and fraction == pytest.approx(0.112, abs=0.001)
+    assert choose_buckets({d: 13 for d in (10, 20, 30, 45, 60)}, lambda d: d - 1) == [
+        (10,),
+        (20,),
+        (30,),
+        (45,),
+        (60,),
+    ]
+    # ten depths 10..100: six programs, the shallow ones alone (merging them would mask the most)
+    ten = choose_buckets({d: 1 for d in range(10, 101, 10)}, lambda d: d - 1)
+    assert ten == [(10,), (20,), (30, 40), (50, 60), (70, 80), (90, 100)]
 
 
 def test_draws_at_depth_are_the_own_programs_draws():
@@ -61,11 +69,14 @@ def _experiment(model: dict) -> dict:
     }
 
 
-@pytest.mark.parametrize("model", [{}, {"norm": "layer", "init": "orthogonal"}, {"layer_scales": "0.5 1.5"}])
+@pytest.mark.parametrize("model", [{}, {"norm": "layer", "init": "orthogonal", "layer_scales": "0.5 1.5"}])
 def test_a_bucket_gives_the_numbers_of_per_depth_programs(monkeypatch, model):
-    """Four depths, in 2 programs instead of 4; every output equals the per-depth programs' to float
-    rounding (the masked blocks' where-selects change the order of nothing that is kept), NaN in the
-    same places (the layers past each variant's own)."""
+    """Four depths in 2 programs instead of 4 (buckets allowed from 2 depths on, to keep the test
+    small); every output equals the per-depth programs' to float rounding (the masked blocks'
+    where-selects change the order of nothing that is kept), NaN in the same places (the layers past
+    each variant's own)."""
+    monkeypatch.setattr(grid_module, "BUCKETS", 2)
+    monkeypatch.setattr(grid_module, "MASKED_WORK_LIMIT", 0.5)
     spec = _experiment(model)
     assert len(groups(experiment_from_dict(spec))) == 2
     bucketed = engine.run(spec)
@@ -79,6 +90,9 @@ def test_a_bucket_gives_the_numbers_of_per_depth_programs(monkeypatch, model):
 
 
 def test_no_buckets_with_a_jacobian_or_an_architecture_without_them(monkeypatch):
+    monkeypatch.setattr(grid_module, "BUCKETS", 2)
+    monkeypatch.setattr(grid_module, "MASKED_WORK_LIMIT", 0.5)
+    assert len(groups(experiment_from_dict(_experiment({})))) == 2
     spec = _experiment({})
     spec["measure"]["jacobian"] = True
     assert len(groups(experiment_from_dict(spec))) == 4
@@ -91,6 +105,8 @@ def test_a_run_begun_with_one_program_per_depth_resumes_with_its_own_plan(tmp_pa
     with buckets on it trains nothing and gives the same results, and `sweep status` reads it."""
     from sweep.storage.rundir import assemble_dir
 
+    monkeypatch.setattr(grid_module, "BUCKETS", 2)
+    monkeypatch.setattr(grid_module, "MASKED_WORK_LIMIT", 0.5)
     spec = _experiment({}) | {"train": {"steps": 4, "batch_size": 8, "learning_rate": 0.05}}
     monkeypatch.setenv("SWEEP_DEPTH_BUCKETS", "off")
     first = engine.run(spec, tmp_path)

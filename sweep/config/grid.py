@@ -12,9 +12,11 @@ whatever its depth (6-7.6 s on 2 cores). Where the architecture supports it
 (``Architecture.depth_buckets``) and no Jacobian is measured, variants that differ only in depth share
 the program of their bucket's deepest depth A: a variant of depth L runs the bucket's blocks with those
 past its own ``n_blocks(L)`` masked to the identity (``sweep.runner.train``), from exactly the
-parameters its own program would draw, and its outputs are cut back to its own layers. The buckets
-(``choose_buckets``) are the fewest contiguous depth ranges whose masked work (blocks run beyond a
-variant's own, over all blocks run) stays at most ``MASKED_WORK_LIMIT``. ``SWEEP_DEPTH_BUCKETS=off``:
+parameters its own program would draw, and its outputs are cut back to its own layers. A grid of at
+most ``BUCKETS`` depths keeps one program per depth (masked work would cost more than the few compiles
+it saves); a larger one gets ``BUCKETS`` contiguous depth ranges (more if needed to keep the masked
+work, blocks run beyond a variant's own over all blocks run, at most ``MASKED_WORK_LIMIT``), cut to
+mask the least work (``choose_buckets``). ``SWEEP_DEPTH_BUCKETS=off``:
 one program per depth, as before.
 """
 
@@ -43,6 +45,9 @@ from sweep.config import (
 from sweep.nets.contract import NEW_FIELD_DTYPES, Spec, resolve
 
 MASKED_WORK_LIMIT = 0.25  # at most this fraction of a group's block work may be masked layers
+BUCKETS = (
+    6  # depths per static set beyond which they share programs (about 6 x 6-7 s of compiling on 2 cores)
+)
 
 
 @dataclass(frozen=True)
@@ -162,12 +167,17 @@ def n_blocks_of(config: Config) -> Callable[[int], int]:
 
 
 def choose_buckets(counts: dict[int, int], n_blocks: Callable[[int], int]) -> list[tuple[int, ...]]:
-    """The fewest contiguous buckets of the depths (``counts``: depth -> variants) whose masked work,
-    sum over variants of (bucket blocks - own blocks) / sum of bucket blocks, is at most
-    ``MASKED_WORK_LIMIT``; among as many buckets, the least masked work (dynamic programming over the
-    sorted depths). Each bucket runs at its deepest depth."""
+    """Contiguous buckets of the depths (``counts``: depth -> variants), each run at its deepest depth.
+
+    At most ``BUCKETS`` depths: one program each (nothing masked; compiling a few programs costs less
+    than masking). More: ``BUCKETS`` buckets, or more where needed to keep the masked work, sum over
+    variants of (bucket blocks - own blocks) over the sum of bucket blocks, at most
+    ``MASKED_WORK_LIMIT``; for that many buckets the partition with the least masked work (dynamic
+    programming over the sorted depths)."""
     depths = sorted(counts)
     m = len(depths)
+    if m <= BUCKETS:
+        return [(d,) for d in depths]
     blocks = [n_blocks(d) + 2 for d in depths]  # a variant's work: its blocks, the embed and readout
     own = np.cumsum([0] + [counts[d] * b for d, b in zip(depths, blocks, strict=True)])
     n = np.cumsum([0] + [counts[d] for d in depths])
@@ -175,25 +185,22 @@ def choose_buckets(counts: dict[int, int], n_blocks: Callable[[int], int]) -> li
     def masked(i: int, j: int) -> float:  # depths[i..j] in one bucket, run at depths[j]
         return float((n[j + 1] - n[i]) * blocks[j] - (own[j + 1] - own[i]))
 
-    total_own = float(own[-1])
-    best: dict[tuple[int, int], tuple[float, list[int]]] = {}  # (k buckets, first i) -> (masked, cuts)
-    for k in range(1, m + 1):
-        for i in range(m - 1, -1, -1):
-            if k == 1:
-                best[(1, i)] = (masked(i, m - 1), [m])
-                continue
-            options = [
-                (masked(i, j) + best[(k - 1, j + 1)][0], [j + 1, *best[(k - 1, j + 1)][1]])
-                for j in range(i, m - 1)
-                if (k - 1, j + 1) in best
-            ]
-            if options:
-                best[(k, i)] = min(options, key=lambda option: option[0])
-        if (k, 0) in best:
-            waste, cuts = best[(k, 0)]
-            if waste <= MASKED_WORK_LIMIT * (total_own + waste):
-                edges = [0, *cuts]
-                return [tuple(depths[a:b]) for a, b in itertools.pairwise(edges)]
+    best = {i: (masked(i, m - 1), [m]) for i in range(m)}  # one bucket from depths[i] to the end
+    for k in range(2, m + 1):  # best[i]: the least masked work of k buckets over depths[i:]
+        best = {
+            i: min(
+                (
+                    (masked(i, j) + best[j + 1][0], [j + 1, *best[j + 1][1]])
+                    for j in range(i, m - 1)
+                    if j + 1 in best
+                ),
+                key=lambda option: option[0],
+            )
+            for i in range(m - k + 1)
+        }
+        waste, cuts = best[0]
+        if k >= BUCKETS and waste <= MASKED_WORK_LIMIT * (float(own[-1]) + waste):
+            return [tuple(depths[a:b]) for a, b in itertools.pairwise([0, *cuts])]
     return [(d,) for d in depths]
 
 
