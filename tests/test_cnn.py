@@ -17,7 +17,8 @@ from sweep.data import load_dataset
 from sweep.data.datasets import input_shape
 from sweep.nets import cnn, mlp
 from sweep.nets.block_jacobian import exact_log10_sv
-from sweep.nets.contract import network_problem, resolve, shape_problem
+from sweep.nets.contract import network_problem, resolve
+from sweep.nets.contract_checks import shape_problem
 from sweep.nets.forward import forward, sizes
 
 CNN = resolve("cnn")
@@ -33,6 +34,7 @@ def _centre(w: jax.Array, ndim: int) -> jax.Array:
     return w[(Ellipsis, *(t // 2 for t in taps), slice(None), slice(None))]
 
 
+@pytest.mark.slow
 def test_contract_and_sizes() -> None:
     assert shape_problem(CNN) is None
     spec = cnn.spec((28, 28, 1), 8, 3, 10, downsample=2, kernel_size=3)
@@ -51,7 +53,12 @@ def test_contract_and_sizes() -> None:
 
 @pytest.mark.parametrize(
     ("shape", "downsample", "padding"),
-    [((40, 1), 0, "circular"), ((12, 1), 1, "zero"), ((6, 6, 2), 0, "zero"), ((8, 8, 1), 2, "circular")],
+    [
+        ((40, 1), 0, "circular"),
+        pytest.param((12, 1), 1, "zero", marks=pytest.mark.slow),
+        pytest.param((6, 6, 2), 0, "zero", marks=pytest.mark.slow),
+        pytest.param((8, 8, 1), 2, "circular", marks=pytest.mark.slow),
+    ],
 )
 def test_delta_orthogonal_cnn_is_the_fully_connected_net_at_every_position(shape, downsample, padding):
     """At initialisation a delta-orthogonal tanh CNN's pre-pooling output h^{L+1} equals, at every
@@ -95,6 +102,7 @@ def test_delta_orthogonal_cnn_is_the_fully_connected_net_at_every_position(shape
     np.testing.assert_allclose(np.asarray(h), expect, rtol=0, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_linear_delta_orthogonal_body_jacobian_singular_values_equal_sigma_w_to_the_depth() -> None:
     """The engine's generic Jacobian route (``block_jacobian``: the state is positions x channels, here
     10 x 4 = 40) on a linear delta-orthogonal CNN of L = 5 blocks: every one of the 40 singular values of

@@ -69,6 +69,7 @@ def _experiment(model: dict) -> dict:
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", [{}, {"norm": "layer", "init": "orthogonal", "layer_scales": "0.5 1.5"}])
 def test_a_bucket_gives_the_numbers_of_per_depth_programs(monkeypatch, model):
     """Four depths in 2 programs instead of 4 (buckets allowed from 2 depths on, to keep the test
@@ -100,6 +101,7 @@ def test_no_buckets_with_a_jacobian_or_an_architecture_without_them(monkeypatch)
     assert grid_module.depth_buckets_on()
 
 
+@pytest.mark.slow
 def test_a_run_begun_with_one_program_per_depth_resumes_with_its_own_plan(tmp_path, monkeypatch):
     """A run directory made before depth buckets (or with them off) keeps its per-depth chunks: resumed
     with buckets on it trains nothing and gives the same results, and `sweep status` reads it."""
