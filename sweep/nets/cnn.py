@@ -174,22 +174,13 @@ def init(key: jax.Array, dynamic: dict[str, jax.Array], spec: Spec) -> tuple[dic
         params["embed"]["w_more"] = sigma_w * _kernel(z["more_w"], spec, ndim, "stem")
         params["embed"]["b_more"] = sigma_b * z["more_b"]
     state = {"embed": {}, "blocks": {}, "readout": {}}
-    kind = spec.option("norm")
-    if kind != "none":
-        for name, stacked in (("embed", None), ("blocks", depth)):
-            params[name]["norm"], state[name]["norm"] = normalisation.init(kind, c, stacked)
+    normalisation.add_to(params, state, spec.option("norm"), c, depth)
     return params, state
 
 
 def normalise(params: dict, state: dict, h: jax.Array, spec: Spec) -> tuple[jax.Array, dict]:
     """``N(h)`` per channel (rows and positions flattened into rows) and the layer's new state."""
-    kind = spec.option("norm")
-    if kind == "none":
-        return h, state
-    flat, norm_state = normalisation.apply(
-        kind, params["norm"], state.get("norm", {}), h.reshape(-1, h.shape[-1]), spec.training
-    )
-    return flat.reshape(h.shape), (state | {"norm": norm_state}) if norm_state else state
+    return normalisation.apply_in(spec.option("norm"), params, state, h, spec.training)
 
 
 def add_bias(h: jax.Array, b: jax.Array) -> jax.Array:

@@ -150,20 +150,13 @@ def init(key: jax.Array, dynamic: dict[str, jax.Array], spec: Spec) -> tuple[dic
         for name, scale in scales.items():
             params[name]["w"] = params[name]["w"] * scale
     state = {"embed": {}, "blocks": {}, "readout": {}}
-    kind = spec.option("norm")
-    if kind != "none":
-        for name, depth in (("embed", None), ("blocks", hidden)):
-            params[name]["norm"], state[name]["norm"] = normalisation.init(kind, n, depth)
+    normalisation.add_to(params, state, spec.option("norm"), n, hidden)
     return params, state
 
 
 def _normalise(params: dict, state: dict, h: jax.Array, spec: Spec) -> tuple[jax.Array, dict]:
     """``N(h)`` and the layer's new state; the identity (and no state) without ``model.norm``."""
-    kind = spec.option("norm")
-    if kind == "none":
-        return h, state
-    h, norm_state = normalisation.apply(kind, params["norm"], state.get("norm", {}), h, spec.training)
-    return h, (state | {"norm": norm_state}) if norm_state else state
+    return normalisation.apply_in(spec.option("norm"), params, state, h, spec.training)
 
 
 def embed(params: dict, state: dict, x: jax.Array, spec: Spec) -> tuple[jax.Array, dict, jax.Array]:

@@ -62,3 +62,22 @@ def apply(kind: str, params: dict, state: dict, h: jax.Array, training: bool) ->
         mean, var, new_state = state["mean"][None, :], state["var"][None, :], state
     normalised = (h - mean) * jax.lax.rsqrt(var + EPS)
     return params["gain"][None, :] * normalised + params["offset"][None, :], new_state
+
+
+def add_to(params: dict, state: dict, kind: str, width: int, n_blocks: int) -> None:
+    """Put a layer's parameters and state under ``"norm"`` in the ``"embed"`` part and ``n_blocks``
+    stacked ones in the ``"blocks"`` part of ``params`` and ``state`` (in place; nothing for "none")."""
+    if kind == "none":
+        return
+    for part, depth in (("embed", None), ("blocks", n_blocks)):
+        params[part]["norm"], state[part]["norm"] = init(kind, width, depth)
+
+
+def apply_in(kind: str, params: dict, state: dict, h: jax.Array, training: bool) -> tuple[jax.Array, dict]:
+    """``N(h)`` for ``h`` [..., N] with the layer kept under ``"norm"`` in one part's ``params`` and
+    ``state`` (``add_to``), rows = every leading index (a CNN's examples and positions), and that part's
+    new state; the identity (state unchanged) for "none"."""
+    if kind == "none":
+        return h, state
+    out, norm_state = apply(kind, params["norm"], state.get("norm", {}), h.reshape(-1, h.shape[-1]), training)
+    return out.reshape(h.shape), (state | {"norm": norm_state}) if norm_state else state
