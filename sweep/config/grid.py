@@ -45,9 +45,8 @@ from sweep.config import (
 from sweep.nets.contract import NEW_FIELD_DTYPES, Spec, resolve
 
 MASKED_WORK_LIMIT = 0.25  # at most this fraction of a group's block work may be masked layers
-BUCKETS = (
-    6  # depths per static set beyond which they share programs (about 6 x 6-7 s of compiling on 2 cores)
-)
+# depths per static set beyond which they share programs (about 6 x 6-7 s of compiling on 2 cores)
+BUCKETS = 6
 
 
 @dataclass(frozen=True)
@@ -156,7 +155,7 @@ def _bucketable(config: Config) -> bool:
     """Whether variants of this config may share a depth bucket's program."""
     if config.measure.jacobian:
         return False
-    return bool(getattr(resolve(config.model.arch), "depth_buckets", False))
+    return resolve(config.model.arch).depth_buckets
 
 
 def n_blocks_of(config: Config) -> Callable[[int], int]:
@@ -202,6 +201,20 @@ def choose_buckets(counts: dict[int, int], n_blocks: Callable[[int], int]) -> li
         if k >= BUCKETS and waste <= MASKED_WORK_LIMIT * (float(own[-1]) + waste):
             return [tuple(depths[a:b]) for a, b in itertools.pairwise([0, *cuts])]
     return [(d,) for d in depths]
+
+
+def masked_work(plan: list[Group]) -> tuple[int, int, float] | None:
+    """``(depths, buckets, masked fraction)`` of a plan's depth buckets (blocks run beyond a variant's
+    own over all blocks run, as ``choose_buckets`` counts them); None if no group is a bucket."""
+    buckets = [g for g in plan if g.bucketed]
+    if not buckets:
+        return None
+    own = run = 0
+    for group in buckets:
+        n_blocks = n_blocks_of(group.static)
+        own += sum(n_blocks(v.config.model.depth) + 2 for v in group.variants)
+        run += (n_blocks(group.static.model.depth) + 2) * len(group.variants)
+    return len({d for g in buckets for d in g.depths}), len(buckets), (run - own) / run
 
 
 def record_steps(steps: int, every: int) -> np.ndarray:

@@ -105,16 +105,12 @@ def forward_signal(
     the first ``min(8, n // 2)`` such pairs, NaN where the minibatches hold fewer)."""
     if not uses_batch_statistics(arch, spec):
         signal = forward(arch, params, state, x, spec)[1]
-        return {"q_layer": signal["q"], "c_layer": signal["c"]} | _modes(signal)
+        modes = {"mode_power": signal["modes"]} if "modes" in signal else {}
+        return {"q_layer": signal["q"], "c_layer": signal["c"]} | modes
     batches, _ = minibatches(x, jnp.zeros(x.shape[0], jnp.int32), batch_size)
     signal = jax.lax.map(lambda rows: forward(arch, params, state, rows, spec)[1], batches)
     n_pairs = min(N_PAIRS, x.shape[0] // 2)
     c = jnp.moveaxis(signal["c"], 0, 1).reshape(signal["c"].shape[1], -1)  # [n_layers, k * pairs]
     c = jnp.pad(c, ((0, 0), (0, max(0, n_pairs - c.shape[1]))), constant_values=jnp.nan)[:, :n_pairs]
-    modes = {"modes": signal["modes"][0]} if "modes" in signal else {}  # the first minibatch's inputs
-    return {"q_layer": jnp.mean(signal["q"], axis=0), "c_layer": c} | _modes(modes)
-
-
-def _modes(signal: dict[str, jax.Array]) -> dict[str, jax.Array]:
-    """``mode_power`` [n_layers, P] where the taps have positions (``sweep.nets.forward.spatial_modes``)."""
-    return {"mode_power": signal["modes"]} if "modes" in signal else {}
+    modes = {"mode_power": signal["modes"][0]} if "modes" in signal else {}  # the first minibatch's inputs
+    return {"q_layer": jnp.mean(signal["q"], axis=0), "c_layer": c} | modes

@@ -17,19 +17,13 @@ residual stream.
 
 from __future__ import annotations
 
-import math
-
 import jax
 import jax.numpy as jnp
 
 from sweep.nets import cnn
 from sweep.nets.contract import Spec
 from sweep.nets.conv_ops import conv
-
-
-def depth_factor(spec: Spec) -> float:
-    """``1/sqrt(L)`` with ``branch_scaling = "inv_sqrt_depth"``, else 1."""
-    return 1.0 / math.sqrt(spec.depth) if spec.option("branch_scaling") == "inv_sqrt_depth" else 1.0
+from sweep.nets.resnet import depth_factor
 
 
 def init(key: jax.Array, dynamic: dict[str, jax.Array], spec: Spec) -> tuple[dict, dict]:

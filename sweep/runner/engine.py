@@ -27,7 +27,7 @@ import numpy as np
 import xarray as xr
 
 from sweep.config import ConfigError, Experiment, experiment_from_dict, load_experiment
-from sweep.config.grid import Group, groups, groups_of_run, n_blocks_of
+from sweep.config.grid import Group, groups, groups_of_run, masked_work
 from sweep.data import load_dataset
 from sweep.measure.predictions import add_predictions, compile_in_background
 from sweep.nets.contract import network_problem
@@ -358,21 +358,13 @@ def planned_groups(experiment: Experiment, sizes: dict[str, int], out_dir: Path)
 
 
 def bucket_summary(plan: list[Group]) -> str:
-    """``"; 91 depths in 3 depth bucket(s) (21% of the block work masked)"`` where groups share depths
-    (``sweep.config.grid``), else ""."""
-    buckets = [g for g in plan if g.bucketed]
-    if not buckets:
+    """``"; 91 depths in 6 depth bucket(s) (11% of the block work masked)"`` where groups share depths
+    (``sweep.config.grid.masked_work``), else ""."""
+    work = masked_work(plan)
+    if work is None:
         return ""
-    depths = {d for g in buckets for d in g.depths}
-    own = run = 0
-    for group in buckets:
-        n_blocks = n_blocks_of(group.static)
-        top = n_blocks(group.static.model.depth) + 2
-        for variant in group.variants:
-            own += n_blocks(variant.config.model.depth) + 2
-            run += top
-    masked = (run - own) / run
-    return f"; {len(depths)} depths in {len(buckets)} depth bucket(s) ({masked:.0%} of the block work masked)"
+    depths, buckets, masked = work
+    return f"; {depths} depths in {buckets} depth bucket(s) ({masked:.0%} of the block work masked)"
 
 
 def run_attributes(experiment: Experiment, timing: Timing, n_groups: int) -> dict[str, Any]:
