@@ -185,18 +185,19 @@ def choose_buckets(counts: dict[int, int], n_blocks: Callable[[int], int]) -> li
         return float((n[j + 1] - n[i]) * blocks[j] - (own[j + 1] - own[i]))
 
     best = {i: (masked(i, m - 1), [m]) for i in range(m)}  # one bucket from depths[i] to the end
-    for k in range(2, m + 1):  # best[i]: the least masked work of k buckets over depths[i:]
-        best = {
-            i: min(
-                (
-                    (masked(i, j) + best[j + 1][0], [j + 1, *best[j + 1][1]])
-                    for j in range(i, m - 1)
-                    if j + 1 in best
-                ),
-                key=lambda option: option[0],
-            )
-            for i in range(m - k + 1)
-        }
+    for k in range(1, m + 1):  # best[i]: the least masked work of k buckets over depths[i:]
+        if k > 1:
+            best = {
+                i: min(
+                    (
+                        (masked(i, j) + best[j + 1][0], [j + 1, *best[j + 1][1]])
+                        for j in range(i, m - 1)
+                        if j + 1 in best
+                    ),
+                    key=lambda option: option[0],
+                )
+                for i in range(m - k + 1)
+            }
         waste, cuts = best[0]
         if k >= BUCKETS and waste <= MASKED_WORK_LIMIT * (float(own[-1]) + waste):
             return [tuple(depths[a:b]) for a, b in itertools.pairwise([0, *cuts])]

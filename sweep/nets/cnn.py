@@ -49,7 +49,7 @@ from sweep.nets import normalisation
 from sweep.nets.contract import Architecture, NewField, Spec
 from sweep.nets.conv_init import conv_kernel_shape, conv_unit_kernel
 from sweep.nets.conv_ops import conv
-from sweep.nets.initialisers import unit_draws, unit_weight
+from sweep.nets.initialisers import unit_draws, unit_draws_at_depth, unit_weight
 
 PADDINGS = ("circular", "zero")
 
@@ -162,7 +162,10 @@ def init(key: jax.Array, dynamic: dict[str, jax.Array], spec: Spec) -> tuple[dic
     }
     if len(stem) > 1:
         shapes |= {"more_w": (len(stem) - 1, *conv_kernel_shape(k, ndim, c, c)), "more_b": (len(stem) - 1, c)}
-    z = unit_draws(key, shapes)
+    if "depth" in dynamic:  # a depth bucket: this variant's own depth, at most spec.depth
+        z = unit_draws_at_depth(key, shapes, ("blocks_w", "blocks_b"), dynamic["depth"])
+    else:
+        z = unit_draws(key, shapes)
     sigma_w, sigma_b = jnp.sqrt(dynamic["sigma_w2"]), jnp.sqrt(dynamic["sigma_b2"])
     dense = "gaussian" if spec.init == "gaussian" else "orthogonal"
     params = {
@@ -247,4 +250,5 @@ CNN = Architecture(
     batch_statistics=lambda spec: spec.option("norm") == "batch",
     multiply_adds=multiply_adds,
     spec_problem=spec_problem,
+    depth_buckets=True,
 )

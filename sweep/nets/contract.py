@@ -149,8 +149,10 @@ class Architecture(NamedTuple):
         ``init`` then finds the variant's own ``model.depth`` as ``dynamic["depth"]`` (a traced int32,
         at most ``spec.depth``) and must draw, in the first ``n_blocks`` of its own depth, exactly the
         parameters its own program would (``initialisers.unit_draws_at_depth``), and nothing else in the
-        network may depend on ``spec.depth``. The engine zeroes the parameters of the blocks past the
-        variant's own, runs them as the identity and cuts the outputs back to the variant's layers.
+        network may depend on ``spec.depth`` (a depth factor such as resnet's 1/sqrt(L) is computed
+        from ``dynamic["depth"]`` and rides in the state). The engine zeroes the parameters of the
+        blocks past the variant's own, runs them as the identity and cuts the outputs back to the
+        variant's layers.
       spec_problem(spec) -> str | None: what is wrong with this network that its fields alone do not show
         (it sees the data's ``input_shape``), as ``"model.<field>: <problem>"``, or None. The engine
         refuses such a run in one line before it compiles anything.

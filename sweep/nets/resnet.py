@@ -33,7 +33,7 @@ import jax.numpy as jnp
 
 from sweep.nets import normalisation
 from sweep.nets.contract import Architecture, Spec
-from sweep.nets.initialisers import unit_draws, unit_weight
+from sweep.nets.initialisers import unit_draws, unit_draws_at_depth, unit_weight
 
 
 def spec(
@@ -63,9 +63,23 @@ def depth_factor(spec: Spec) -> float:
     return 1.0 / math.sqrt(spec.depth) if spec.option("branch_scaling") == "inv_sqrt_depth" else 1.0
 
 
+def depth_factor_state(dynamic: dict[str, jax.Array], spec: Spec) -> dict[str, jax.Array]:
+    """``{"factor": c [L]}`` for the blocks' state with ``branch_scaling = "inv_sqrt_depth"`` (else
+    empty): ``c`` at the variant's own depth, which inside a depth bucket (``dynamic["depth"]``, traced)
+    is not the program's ``spec.depth``."""
+    if spec.option("branch_scaling") != "inv_sqrt_depth":
+        return {}
+    if "depth" in dynamic:
+        c = jax.lax.rsqrt(jnp.asarray(dynamic["depth"], jnp.float32))
+    else:
+        c = jnp.float32(depth_factor(spec))
+    return {"factor": jnp.full((spec.depth,), c, jnp.float32)}
+
+
 def init(key: jax.Array, dynamic: dict[str, jax.Array], spec: Spec) -> tuple[dict, dict]:
     """Parameters (see the module docstring) and the state: a fixed gain ``{"scale": [L]}`` in the
-    blocks' part (not trained), nothing with a learned one."""
+    blocks' part (not trained), nothing with a learned one; ``{"factor": [L]}`` besides (``c``, see
+    ``depth_factor_state``) with ``inv_sqrt_depth``."""
     d, n, c, depth = spec.input_dim, spec.width, spec.n_classes, spec.depth
     full = spec.option("branch") == "full"
     shapes = {
@@ -77,7 +91,10 @@ def init(key: jax.Array, dynamic: dict[str, jax.Array], spec: Spec) -> tuple[dic
         "b1": (depth, n),
         **({"w2": (depth, n, n), "b2": (depth, n)} if full else {}),
     }
-    z = unit_draws(key, shapes)
+    if "depth" in dynamic:  # a depth bucket: this variant's own depth, at most spec.depth
+        z = unit_draws_at_depth(key, shapes, ("w1", "b1", "w2", "b2"), dynamic["depth"])
+    else:
+        z = unit_draws(key, shapes)
     sigma_w, sigma_b = jnp.sqrt(dynamic["sigma_w2"]), jnp.sqrt(dynamic["sigma_b2"])
     blocks = {"w1": sigma_w * unit_weight(z["w1"], spec.init), "b1": sigma_b * z["b1"]}
     if full:
@@ -91,6 +108,7 @@ def init(key: jax.Array, dynamic: dict[str, jax.Array], spec: Spec) -> tuple[dic
     }
     # a fixed gain is not trained: it rides in the state (a vmapped value, one compile for every alpha)
     fixed = {} if "gain" in blocks else {"scale": jnp.full((depth,), dynamic["branch_scale"], jnp.float32)}
+    fixed |= depth_factor_state(dynamic, spec)
     if spec.option("norm") != "none":
         blocks["norm"], fixed["norm"] = normalisation.init(spec.option("norm"), n, depth)
     return params, {"embed": {}, "blocks": fixed, "readout": {}}
@@ -114,7 +132,8 @@ def block(params: dict, state: dict, x: jax.Array, spec: Spec) -> tuple[jax.Arra
     if spec.option("branch") == "full":
         branch = branch @ params["w2"] + params["b2"][None, :]
     gain = params["gain"] if "gain" in params else state["scale"]
-    return x + (depth_factor(spec) * gain) * branch, state, h
+    factor = state["factor"] if "factor" in state else 1.0
+    return x + (factor * gain) * branch, state, h
 
 
 def readout(params: dict, state: dict, x: jax.Array, spec: Spec) -> tuple[jax.Array, dict]:
@@ -140,4 +159,5 @@ RESNET = Architecture(
     theory="resnet",
     kept_per_unit=kept_per_unit,
     batch_statistics=lambda spec: spec.option("norm") == "batch",
+    depth_buckets=True,
 )
