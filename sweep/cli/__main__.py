@@ -1,7 +1,5 @@
 """``python -m sweep.cli ARGS``: the ``sweep`` command."""
 
-import sys
+from sweep.cli import console
 
-from sweep.cli.commands import main
-
-sys.exit(main())
+console()
