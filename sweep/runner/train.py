@@ -50,6 +50,7 @@ from sweep.nets.forward import n_layers, sizes
 from sweep.runner import depth_buckets
 from sweep.runner.devices import variant_mesh
 from sweep.runner.passes import in_passes, one_layer_bytes, variants_per_pass
+from sweep.storage import program_cache
 
 TRACE_COUNT: Counter[GroupSpec] = Counter()  # how often each program was traced (tests read it)
 
@@ -364,11 +365,25 @@ def compile_group(spec: GroupSpec, chunk_size: int, data: TrainData) -> tuple[Co
     }
     extra = tuple(spec.extra_dtypes)
     start = time.perf_counter()
-    compiled = program.lower(Hyper.of(shapes, extra), data).compile()
+    devices = list(mesh.devices.flat)
+    parts = (repr(spec), chunk_size, per_pass, repr(key[2])) if _all_in_sweep(spec) else None
+    compiled = program_cache.load(parts, devices) if parts is not None else None
+    if compiled is None:
+        build = lambda: program.lower(Hyper.of(shapes, extra), data).compile()  # noqa: E731
+        compiled = build() if parts is None else program_cache.compile_and_keep(parts, devices, build)
     _COMPILED[key] = CompiledGroup(compiled, chunk_size, time.perf_counter() - start, by_variant, extra)
     while len(_COMPILED) > MAX_PROGRAMS:
         _COMPILED.popitem(last=False)
     return _COMPILED[key], True
+
+
+def _all_in_sweep(spec: GroupSpec) -> bool:
+    """Whether the program's code is all in the ``sweep`` package (a built-in architecture and
+    activation): only such programs are kept whole between processes (``sweep.storage.program_cache``
+    digests the package's source, not a user's module)."""
+    arch = resolve(spec.model.arch)
+    functions = [f for f in arch if callable(f)] + [spec.model.phi]
+    return all(getattr(f, "__module__", "").startswith(("sweep.", "jax.")) for f in functions)
 
 
 def train_data(dataset: Dataset, n_eval: int) -> TrainData:
