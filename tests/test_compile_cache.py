@@ -1,4 +1,5 @@
-"""Compiled programs are kept on disk and reused by the next run of the same shapes."""
+"""Compiled programs are kept on disk and reused by the next run of the same shapes: by JAX's persistent
+compilation cache, and whole (not even traced) by sweep.storage.program_cache."""
 
 from __future__ import annotations
 
@@ -56,7 +57,7 @@ def test_second_run_reuses_the_compiled_program(tmp_path):
     first, _ = _run(experiment, tmp_path / "a", env)
     written = {p.name.removesuffix("-cache") for p in cache.iterdir() if p.is_file()}
     assert written, "nothing was cached"
-    # without the whole programs sweep keeps beside (tests/test_program_cache.py), XLA's cache serves
+    # without the whole programs sweep keeps beside (the next test), XLA's cache serves
     shutil.rmtree(cache / program_cache.PROGRAMS)
     # JAX_LOG_COMPILES: JAX reports every program it finds in the persistent cache
     second, log = _run(experiment, tmp_path / "b", env | {"JAX_LOG_COMPILES": "1"})
@@ -65,6 +66,33 @@ def test_second_run_reuses_the_compiled_program(tmp_path):
     # compile_seconds still holds tracing and lowering, which no cache saves (about 1 s here)
     assert second.attrs["compile_seconds"] < first.attrs["compile_seconds"]
     np.testing.assert_array_equal(second["train_loss"].values, first["train_loss"].values)
+
+
+TRACED = "tracing train_share for jit"  # JAX_LOG_COMPILES's line when the group's program is traced
+
+
+@pytest.mark.slow
+def test_a_warm_run_loads_its_program_whole_and_a_damaged_entry_is_compiled_again(tmp_path):
+    experiment = tmp_path / "exp.toml"
+    experiment.write_text(EXPERIMENT)
+    cache = tmp_path / "cache"
+    env = {**os.environ, "SWEEP_CACHE_DIR": str(cache), "JAX_LOG_COMPILES": "1"}
+    first, log = _run(experiment, tmp_path / "a", env)
+    assert TRACED in log
+    (entry,) = (cache / program_cache.PROGRAMS).iterdir()
+    second, log = _run(experiment, tmp_path / "b", env)
+    assert TRACED not in log, "traced again: the program was not loaded"
+    for name in ("train_loss", "grad_norm", "q_layer", "test_accuracy"):
+        np.testing.assert_array_equal(second[name].values, first[name].values)
+    blob = bytearray(entry.read_bytes())
+    blob[len(blob) // 2] ^= 0xFF  # one damaged byte in the middle of the executable
+    entry.write_bytes(bytes(blob))
+    third, log = _run(experiment, tmp_path / "c", env)
+    assert TRACED in log and "Traceback" not in log
+    np.testing.assert_array_equal(third["train_loss"].values, first["train_loss"].values)
+    # the damaged entry is gone: deleted, or replaced by a sound one where XLA compiled the program anew
+    # (not where JAX's persistent cache supplied it: program_cache.compile_and_keep)
+    assert not entry.exists() or bytes(blob) != entry.read_bytes()
 
 
 def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
