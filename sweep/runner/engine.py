@@ -33,7 +33,7 @@ from sweep.measure.predictions import add_predictions, compile_in_background
 from sweep.nets.contract import network_problem
 from sweep.runner import memory
 from sweep.runner.chunks import Chunk, plan_chunks, shard_cap, shard_chunks, work_cap
-from sweep.runner.devices import cpu_cores, use_every_cpu_core
+from sweep.runner.devices import cpu_cores, use_every_cpu_core, use_quick_cpu_compiles
 from sweep.runner.train import CompiledGroup, GroupSpec, TrainData, compile_group, run_chunk, train_data
 from sweep.storage import store
 from sweep.storage.compile_cache import use_compile_cache
@@ -158,6 +158,7 @@ def run(
     if progress is None:
         progress = sys.stderr.isatty()
     use_every_cpu_core()  # before JAX starts; no effect once it has, or if the user chose
+    use_quick_cpu_compiles()
     use_compile_cache()
     experiment = as_experiment(source, tuple(overrides), scale, run)
     out_dir = Path(out) if out is not None else None
