@@ -139,12 +139,13 @@ def _shades(n: int) -> np.ndarray:
 def sigma_styles(ds: xr.Dataset, sigmas: list[float]) -> list[dict[str, Any]]:
     """Line styles (color, lw, zorder, label) for curves of ``sigmas``: the one closest to criticality
     (if chi_1 is within 10% of 1) black and thick, on top; the ordered side in blues and the chaotic side
-    in reds, darker further from criticality, never paler than a mid tone."""
+    in reds, darker further from criticality, never paler than a mid tone. Labels are the value and its
+    chi_1 in plain text, for a legend titled ``SIGMA_TITLE`` (mathematical text, drawn once)."""
     chis = chi_by_sigma(ds)
     if not chis:  # no mean field: a plain sequential palette, no critical curve
         shades = plt.cm.viridis(np.linspace(0.1, 0.85, len(sigmas)))
         return [
-            {"color": c, "lw": 1.6, "zorder": 3, "label": rf"$\sigma_w^2$={s:.3g}"}
+            {"color": c, "lw": 1.6, "zorder": 3, "label": f"{s:.3g}"}
             for s, c in zip(sigmas, shades, strict=True)
         ]
     distance = {s: abs(np.log(chis[s])) if chis[s] > 0 else np.inf for s in sigmas}
@@ -156,7 +157,7 @@ def sigma_styles(ds: xr.Dataset, sigmas: list[float]) -> list[dict[str, Any]]:
     reds = dict(zip(chaotic, plt.cm.Reds(_shades(len(chaotic))), strict=True))
     styles = []
     for s in sigmas:
-        label = rf"$\sigma_w^2$={s:.3g} ($\chi_1$={chis[s]:.2f})"
+        label = f"{s:.3g} (χ₁={chis[s]:.2f})"
         if s == critical:
             word = "critical" if distance[s] < CRITICAL_TOLERANCE else "closest to critical"
             styles.append({"color": "black", "lw": 2.6, "zorder": 4, "label": f"{label}, {word}"})
@@ -165,13 +166,28 @@ def sigma_styles(ds: xr.Dataset, sigmas: list[float]) -> list[dict[str, Any]]:
     return styles
 
 
+SIGMA_TITLE = r"$\sigma_w^2$"  # the title of a legend of ``sigma_styles`` labels
+_SUPERSCRIPT = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
+
+
+def power_of_ten(value: float, _: object = None) -> str:
+    """10ⁿ in plain text (Unicode superscripts; a fractional power in mathematical text)."""
+    power = float(np.log10(value))
+    if abs(power - round(power)) < 1e-9:
+        return "10" + str(round(power)).translate(_SUPERSCRIPT)
+    return f"$10^{{{power:.3g}}}$"
+
+
 def _tick_label(value: float, _: object = None) -> str:
-    return f"{value:.3g}" if 1e-3 <= abs(value) < 1e4 else f"$10^{{{np.log10(value):.3g}}}$"
+    if 1e-3 <= abs(value) < 1e3:
+        return f"{value:.3g}"
+    return f"{value:.0f}" if 1e3 <= abs(value) < 1e4 else power_of_ten(value)
 
 
 def readable_log_axis(ax: plt.Axes, axis: str = "y") -> None:
     """Enough labelled ticks on a log axis to read values off it: nice linear values within 1.2 decades,
-    1-2-3-5 steps within 2.2, 1-3 within 4.5, powers of ten beyond. Call after the limits are final."""
+    1-2-3-5 steps within 2.2, 1-3 within 4.5, powers of ten beyond (10⁻⁶: plain text, not mathematical
+    text, which takes milliseconds a label to lay out). Call after the limits are final."""
     lo, hi = ax.get_ylim() if axis == "y" else ax.get_xlim()
     if not (0 < lo < hi):
         return
@@ -179,6 +195,7 @@ def readable_log_axis(ax: plt.Axes, axis: str = "y") -> None:
     target = ax.yaxis if axis == "y" else ax.xaxis
     if decades > 4.5:
         target.set_major_locator(LogLocator(base=10, numticks=12))
+        target.set_major_formatter(FuncFormatter(power_of_ten))
         return
     if decades <= 1.2:
         ticks = [

@@ -5,8 +5,10 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import xarray as xr
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from plots.common import (
+    SIGMA_TITLE,
     describe,
     geometric_mean_over_seeds,
     held_phrase,
@@ -16,6 +18,7 @@ from plots.common import (
     run_config,
     sigma_styles,
 )
+from plots.layout import DPI, arrange
 
 
 def gradient_norm_panels(axes: list[plt.Axes], ds: xr.Dataset, grad: xr.DataArray, sigmas: list) -> None:
@@ -29,6 +32,7 @@ def gradient_norm_panels(axes: list[plt.Axes], ds: xr.Dataset, grad: xr.DataArra
             curve = curve.dropna("layer")
             ax.semilogy(curve["layer"], curve.values, "o-", ms=2.5, **style)
         ax.set_xlabel("layer l (input side left; L+1 = readout)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # layers are whole numbers
         ax.set_title(f"{when} (step {int(grad['step'][step_index])})", fontsize=9)
         ax.grid(alpha=0.25, which="major")
     axes[0].set_ylabel(r"gradient norm $\|\partial \mathcal{L} / \partial W^l\|_F$")
@@ -52,10 +56,14 @@ def gradient_norms_figure(ds: xr.Dataset, depth: int | None = None, n_curves: in
     held = held_phrase(da, ("sigma_w2", "step", "layer"))
     da = hold_first(da, ("sigma_w2", "step", "layer"))
     sigmas = pick_sigmas(ds, n_curves) if "sigma_w2" in da.dims else [None]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True, layout="constrained")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True, dpi=DPI)
     gradient_norm_panels(list(axes), ds, da, sigmas)
+    legend = None
     if sigmas[0] is not None:
-        fig.legend(*axes[0].get_legend_handles_labels(), loc="outside right center", fontsize=8)
+        legend = fig.legend(
+            *axes[0].get_legend_handles_labels(), fontsize=8, title=SIGMA_TITLE, title_fontsize=9
+        )
     title = f"Per-layer gradient norms, depth {depth}: {describe(ds)}"
-    fig.suptitle(title + (f"\n(held at {held})" if held else ""), fontsize=9)
+    title = fig.suptitle(title + (f"\n(held at {held})" if held else ""), fontsize=9)
+    arrange(fig, axes, legend, "right", title)
     return fig

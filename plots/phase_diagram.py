@@ -15,9 +15,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
+from matplotlib.legend import Legend
 from matplotlib.ticker import MaxNLocator
 
 from plots.common import THEORY_POINTS, chance, describe, final_accuracy, reduce_to, run_config
+from plots.layout import DPI, arrange
+from plots.theory_curves import curve
 from sweep.theory.mean_field import critical_sigma_w2, xi_c
 
 MAX_LABELLED_CELLS = 200  # beyond this, cells are too small for their values
@@ -36,7 +39,7 @@ def phase_diagram_figure(ds: xr.Dataset, variable: str = "train_accuracy") -> Fi
     accuracy, note = reduce_to(final_accuracy(ds, variable), ("depth", "sigma_w2"))
     accuracy = accuracy.transpose("depth", "sigma_w2")
     low, best = colour_limits(accuracy, ds)
-    fig, ax = plt.subplots(figsize=(7.5, 5.6), layout="constrained")
+    fig, (ax, bar_ax) = plt.subplots(1, 2, figsize=(7.5, 5.6), dpi=DPI, width_ratios=[1, 0.045])
     mesh = ax.pcolormesh(
         accuracy["sigma_w2"],
         accuracy["depth"],
@@ -46,14 +49,14 @@ def phase_diagram_figure(ds: xr.Dataset, variable: str = "train_accuracy") -> Fi
         vmin=low,
         vmax=best,
     )
-    bar = fig.colorbar(mesh, ax=ax, label=f"final {variable.replace('_', ' ')}")
+    bar = fig.colorbar(mesh, cax=bar_ax, label=f"final {variable.replace('_', ' ')}")
     inner = MaxNLocator(nbins=5).tick_values(low, best)
     inner = [t for t in inner if low + 0.06 * (best - low) < t < best - 0.06 * (best - low)]
     bar.set_ticks([low, *inner, best])
     bar.ax.set_yticklabels([f"{low:.2f} (chance)", *(f"{t:.2f}" for t in inner), f"{best:.2f} (best)"])
     if accuracy.size <= MAX_LABELLED_CELLS:
         _label_cells(ax, accuracy, low, best)
-    overlay_mean_field(ax, ds)
+    legend = overlay_mean_field(ax, ds)
     ax.set_xlabel(r"weight variance $\sigma_w^2$")
     ax.set_ylabel("depth L (hidden layers)")
     title = textwrap.fill(f"Trainability: {describe(ds)}", 90)  # a long description wraps, never cut
@@ -64,6 +67,7 @@ def phase_diagram_figure(ds: xr.Dataset, variable: str = "train_accuracy") -> Fi
         score = float(ds.attrs["trainability_agreement"])
         title += f"\nagreement with theory: {score:.0%} of cells (trained = accuracy > {threshold})"
     ax.set_title(title, fontsize=9)
+    arrange(fig, [ax, bar_ax], legend, "bottom", gap=8.0)
     return fig
 
 
@@ -98,20 +102,21 @@ def _edges(values: np.ndarray) -> tuple[float, float]:
 
 def overlay_mean_field(
     ax: plt.Axes, ds: xr.Dataset, meaning: str = "mean field: trainable below", mlp_only: bool = False
-) -> None:
+) -> Legend | None:
     """Critical line and n * xi_c curve of the fully connected mean field (``meaning``: what the curve's
     legend says of it), when activation and sigma_b2 are fixed in the run; both across the whole
     measured region (to the cells' outer edges), outlined, with the legend below the axes. Drawn only
-    where the results carry the MLP's theory (``chi_1``), unless ``mlp_only``: the panel shows MLPs."""
+    where the results carry the MLP's theory (``chi_1``), unless ``mlp_only``: the panel shows MLPs.
+    Returns the figure legend (None where nothing is drawn)."""
     config = run_config(ds)
     activation, sigma_b2 = config["model"]["activation"], config["model"]["sigma_b2"]
     if isinstance(activation, list) or isinstance(sigma_b2, list) or ("chi_1" not in ds and not mlp_only):
-        return  # no chi_1: an architecture that does not follow the fully connected mean field
+        return None  # no chi_1: an architecture that does not follow the fully connected mean field
     n = config["measure"]["xi_multiple"]
     left, right = _edges(ds["sigma_w2"].values)
     bottom, top = _edges(ds["depth"].values)
     sigma = np.linspace(max(left, 1e-3), right, THEORY_POINTS)
-    depth = n * np.asarray(xi_c(activation, sigma, np.full_like(sigma, sigma_b2)))
+    depth = n * curve(xi_c, activation, sigma, np.full_like(sigma, sigma_b2))
     outline = [pe.Stroke(linewidth=4.5, foreground="black"), pe.Normal()]
     ax.plot(
         sigma,
@@ -123,7 +128,7 @@ def overlay_mean_field(
     )
     critical = ds.attrs.get("critical_sigma_w2")
     if critical is None:  # results without the predictions (e.g. a panel of MLPs only)
-        critical = float(critical_sigma_w2(activation, sigma_b2))
+        critical = float(curve(critical_sigma_w2, activation, sigma_b2))
     if left <= critical <= right:
         ax.axvline(
             critical,
@@ -135,4 +140,4 @@ def overlay_mean_field(
         )
     ax.set_xlim(left, right)
     ax.set_ylim(max(bottom, 0.0), top)
-    ax.figure.legend(*ax.get_legend_handles_labels(), loc="outside lower center", fontsize=8, ncols=2)
+    return ax.figure.legend(*ax.get_legend_handles_labels(), loc="outside lower center", fontsize=8, ncols=2)

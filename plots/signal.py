@@ -17,8 +17,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from plots.common import (
+    SIGMA_TITLE,
     THEORY_POINTS,
     describe,
     held_phrase,
@@ -28,8 +30,16 @@ from plots.common import (
     run_config,
     sigma_styles,
 )
+from plots.layout import DPI, arrange
+from plots.theory_curves import curve
 from sweep.theory.mean_field import chi_1, length_map_iterates
-from sweep.theory.spectral_moments import d2_moments
+
+
+def _d2_moments(activation: str, sigma_w2: float, sigma_b2: float, q: np.ndarray) -> tuple:
+    """``sweep.theory.spectral_moments.d2_moments``, imported when first computed (it imports SciPy)."""
+    from sweep.theory.spectral_moments import d2_moments
+
+    return d2_moments(activation, sigma_w2, sigma_b2, q)
 
 
 def length_map_from_input(
@@ -41,7 +51,7 @@ def length_map_from_input(
     if depth < 2:
         return q1[:, None]
     rest = np.asarray(
-        length_map_iterates(activation, w2, np.full_like(w2, sigma_b2), q1, depth - 1), np.float64
+        curve(length_map_iterates, activation, w2, np.full_like(w2, sigma_b2), q1, depth - 1), np.float64
     )
     return np.concatenate([q1[:, None], rest.reshape(len(w2), depth - 1)], axis=1)
 
@@ -59,7 +69,8 @@ def layer_resolved_ratio(
     docstring. Needs depth > 3."""
     w2 = np.asarray(sigma_w2, np.float64)[:, None]
     q = length_map_from_input(activation, w2[:, 0], sigma_b2, input_q, depth) if q is None else q
-    mu1, _ = d2_moments(activation, 1.0, sigma_b2, q[:, 1 : depth - 1])  # E[phi'(h^l)^2], l = 2..depth-1
+    # E[phi'(h^l)^2], l = 2..depth-1
+    mu1, _ = curve(_d2_moments, activation, 1.0, sigma_b2, q[:, 1 : depth - 1])
     log_delta = 0.5 * np.log(w2 * mu1)
     log_forward = 0.5 * (np.log(q[:, 1 : depth - 1] - sigma_b2) - np.log(q[:, 2:depth] - sigma_b2))
     return np.exp(np.mean(log_delta + log_forward, axis=1))
@@ -90,7 +101,7 @@ def signal_propagation_figure(ds: xr.Dataset, n_curves: int = 5) -> Figure:
     ratio = np.exp(log_ratio.mean("seed")) if "seed" in log_ratio.dims else np.exp(log_ratio)
     held = held_phrase(q, ("sigma_w2", "layer"))
     q, ratio = hold_first(q, ("sigma_w2", "layer")), hold_first(ratio, ("sigma_w2",))
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8), layout="constrained")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8), dpi=DPI)
     sigmas = pick_sigmas(ds, n_curves)
     input_q = float(ds.attrs.get("input_mean_square", 1.0))
     fixed_b2 = not isinstance(sigma_b2, list)
@@ -106,11 +117,12 @@ def signal_propagation_figure(ds: xr.Dataset, n_curves: int = 5) -> Figure:
         if fixed_b2 and depth > 1:
             left.semilogy(np.arange(1, depth + 1), iterates[sigma], "-", color=colour, lw=style["lw"] * 0.8)
     left.set_xlabel("layer l")
+    left.xaxis.set_major_locator(MaxNLocator(integer=True))
     left.set_ylabel(r"$q^l$ = mean squared pre-activation")
     left.set_title("forward signal at initialisation (dots: measured, lines: length map)", fontsize=9)
     left.grid(alpha=0.25)
     readable_log_axis(left)
-    fig.legend(*left.get_legend_handles_labels(), loc="outside left center", fontsize=7)
+    legend = fig.legend(*left.get_legend_handles_labels(), fontsize=7, title=SIGMA_TITLE, title_fontsize=8)
 
     right.semilogy(x, ratio, "o", color="k", ms=6, zorder=4, label="measured (geometric mean over layers)")
     for sigma, value in zip(x, ratio.values, strict=True):
@@ -120,7 +132,7 @@ def signal_propagation_figure(ds: xr.Dataset, n_curves: int = 5) -> Figure:
     measured_cross = crossing(x, ratio.values)
     if fixed_b2:
         fine = np.linspace(float(x.min()), float(x.max()), THEORY_POINTS)
-        predicted = np.sqrt(np.asarray(chi_1(activation, fine, np.full_like(fine, sigma_b2))))
+        predicted = np.sqrt(curve(chi_1, activation, fine, np.full_like(fine, sigma_b2)))
         right.semilogy(fine, predicted, "-", color="tab:red", label=r"$\sqrt{\chi_1}$ at $q^*$ (mean field)")
         if depth > 3:
             resolved = layer_resolved_ratio(
@@ -156,5 +168,6 @@ def signal_propagation_figure(ds: xr.Dataset, n_curves: int = 5) -> Figure:
     right.grid(alpha=0.25)
     right.legend(fontsize=7, loc="upper left")
     title = f"Signal propagation at initialisation, depth {depth}: {describe(ds, at_initialisation=True)}"
-    fig.suptitle(title + (f" (held at {held})" if held else ""), fontsize=9)
+    title = fig.suptitle(title + (f" (held at {held})" if held else ""), fontsize=9)
+    arrange(fig, [left, right], legend, "left", title)
     return fig

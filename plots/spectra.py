@@ -49,8 +49,9 @@ from matplotlib.ticker import NullFormatter
 
 from plots.common import readable_log_axis, run_config, spread
 from sweep.theory.fixed_points import chi_1
-from sweep.theory.free_probability import log10_singular_value_density, predicted_below
-from sweep.theory.spectral_moments import jacobian_moments, layer_resolved_moments
+
+# sweep.theory.free_probability and .spectral_moments (which import SciPy: 0.2 s) are imported where used,
+# so that drawing a run without spectra does not import them
 
 FLOOR_DECADES = 5.0  # float32 exact route: sigma below ~1e-6 sigma_max is round-off; one decade of margin
 MAX_CURVES = 3
@@ -175,6 +176,8 @@ class _Theory:
 
 def _theory(curve: Curve, depth: int, init: str, x: np.ndarray) -> _Theory:
     """Predicted density per unit log10(sigma) at ``x = log10 sigma`` and the atoms (or a note why not)."""
+    from sweep.theory.free_probability import log10_singular_value_density
+
     if depth < 2:  # J = I
         return _Theory(x, np.zeros_like(x), ((1.0, 1.0),))
     try:
@@ -260,6 +263,8 @@ def _spectra_panel(
     init: str,
     span: tuple[float, float] | None,
 ) -> None:
+    from sweep.theory.free_probability import predicted_below
+
     factors = f"{depth - 1} factor{'s' if depth != 2 else ''}"
     ax.set_title(f"depth {depth} (J: {factors} $DW$), {_INIT_NAMES.get(init, init)}", fontsize=9)
     ax.set_xlabel(r"$\log_{10}\sigma$,  $\sigma$ = singular value of J")
@@ -314,6 +319,8 @@ def _spectra_panel(
 def _moments(curve: Curve, init: str) -> tuple[float, float]:
     """(chi, r) with mean = chi^n and var/mean^2 = n r for n factors, from ``jacobian_moments`` at q* (one
     factor; both laws are exact in n, see sweep.theory.spectral_moments); NaN where it has no answer."""
+    from sweep.theory.spectral_moments import jacobian_moments
+
     try:
         m = jacobian_moments(curve.activation, curve.sigma_w2, curve.sigma_b2, 1, init)
     except (ValueError, RuntimeError):
@@ -383,6 +390,8 @@ def spectral_spread_figure(ds: xr.Dataset, step: int = 0) -> Figure:
 
 def _layer_resolved(ds: xr.Dataset, curve: Curve, init: str, select: dict[str, Any]) -> np.ndarray:
     """[depth, 2]: (mean, relative variance) from the measured q^l (seed mean) of hidden layers 2..L."""
+    from sweep.theory.spectral_moments import layer_resolved_moments
+
     out = []
     for depth in (int(d) for d in ds["depth"].values):
         q = ds["q_layer"].sel(**select, **_where(ds, depth=depth))

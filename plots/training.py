@@ -7,7 +7,17 @@ import matplotlib.pyplot as plt
 import xarray as xr
 from matplotlib.figure import Figure
 
-from plots.common import chance, describe, held_phrase, hold_first, pick_sigmas, sigma_styles, spread
+from plots.common import (
+    SIGMA_TITLE,
+    chance,
+    describe,
+    held_phrase,
+    hold_first,
+    pick_sigmas,
+    sigma_styles,
+    spread,
+)
+from plots.layout import DPI, arrange
 
 
 def training_curves_figure(ds: xr.Dataset, n_curves: int = 6, n_panels: int = 3) -> Figure:
@@ -28,8 +38,8 @@ def training_curves_figure(ds: xr.Dataset, n_curves: int = 6, n_panels: int = 3)
         figsize=(max(3.6 * len(depths), 5.5) + 2.2, 6.2),
         sharex=True,
         sharey="row",
-        layout="constrained",
         squeeze=False,
+        dpi=DPI,
     )
     for column, depth in enumerate(depths):
         for row, (da, level) in enumerate(((loss, chance_loss), (accuracy, chance_accuracy))):
@@ -47,7 +57,10 @@ def training_curves_figure(ds: xr.Dataset, n_curves: int = 6, n_panels: int = 3)
     handles, labels = axes[0][0].get_legend_handles_labels()
     handles.append(plt.Line2D([], [], color="grey", ls=":", lw=1.2))
     labels.append(f"chance: loss ln C = {chance_loss:.3g},\naccuracy 1/C = {chance_accuracy:.3g}")
-    fig.legend(handles, labels, loc="outside right center", fontsize=7)
+    legend = fig.legend(
+        handles, labels, fontsize=7, title=SIGMA_TITLE if sigmas[0] is not None else None, title_fontsize=8
+    )
     title = f"Training curves: {describe(ds)}"
-    fig.suptitle(title + (f"\n(held at {held})" if held else ""), fontsize=9)
+    title = fig.suptitle(title + (f"\n(held at {held})" if held else ""), fontsize=9)
+    arrange(fig, axes, legend, "right", title)
     return fig

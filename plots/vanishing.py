@@ -2,7 +2,8 @@
 
 Left and middle: the gradient norm of every layer's weights at initialisation and at the end of
 training, one curve per sigma_w2 labelled with its chi_1 (critical: black). Right: final training
-accuracy against chi_1, each point labelled with its sigma_w2, with chance (1/C) marked.
+accuracy against chi_1, points labelled with their sigma_w2 (six of them, evenly spread), with chance (1/C)
+marked.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import xarray as xr
 from matplotlib.figure import Figure
 
 from plots.common import (
+    SIGMA_TITLE,
     chance,
     describe,
     final_accuracy,
@@ -21,8 +23,12 @@ from plots.common import (
     hold_first,
     readable_log_axis,
     run_config,
+    spread,
 )
 from plots.gradients import gradient_norm_panels
+from plots.layout import DPI, arrange
+
+MAX_LABELS = 6  # sigma_w2 values written beside their point, evenly spread (both ends included)
 
 
 def vanishing_figure(ds: xr.Dataset) -> Figure:
@@ -33,17 +39,18 @@ def vanishing_figure(ds: xr.Dataset) -> Figure:
     held = held_phrase(grad, ("sigma_w2", "step", "layer"))
     grad = hold_first(grad, ("sigma_w2", "step", "layer"))
     accuracy, chi = hold_first(accuracy, ("sigma_w2",)), hold_first(ds["chi_1"], ("sigma_w2",))
-    fig, axes = plt.subplots(
-        1, 3, figsize=(15, 4.4), layout="constrained", gridspec_kw={"width_ratios": [1, 1, 0.8]}
-    )
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4), dpi=DPI, gridspec_kw={"width_ratios": [1, 1, 0.8]})
     sigmas = [float(s) for s in ds["sigma_w2"].values]
     gradient_norm_panels(list(axes[:2]), ds, grad, sigmas)
     right = axes[2]
     right.semilogx(chi.values, accuracy.values, "-", color="0.5", lw=1, zorder=1)
     right.scatter(chi.values, accuracy.values, c="k", s=30, zorder=3)
+    labelled = set(spread(sigmas, MAX_LABELS))  # all of them overlap where chi_1 is close to 1
     for sigma, x, y in zip(sigmas, chi.values, accuracy.values, strict=True):
+        if sigma not in labelled:
+            continue
         right.annotate(
-            rf"$\sigma_w^2$={sigma:g}",
+            f"{sigma:g}",
             (x, y),
             xytext=(0, 6),
             textcoords="offset points",
@@ -58,11 +65,12 @@ def vanishing_figure(ds: xr.Dataset) -> Figure:
     readable_log_axis(right, "x")
     right.set_xlabel(r"$\chi_1$ (mean field)")
     right.set_ylabel("final training accuracy")
-    right.set_title("does it learn?", fontsize=9)
+    right.set_title(r"does it learn? (points labelled with their $\sigma_w^2$)", fontsize=9)
     right.grid(alpha=0.25)
     right.legend(fontsize=7, loc="lower center")
-    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside right center", fontsize=7)
+    legend = fig.legend(*axes[0].get_legend_handles_labels(), fontsize=7, title=SIGMA_TITLE, title_fontsize=8)
     depth = run_config(ds)["model"]["depth"]
     title = f"Vanishing and exploding gradients, depth {depth}: {describe(ds)}"
-    fig.suptitle(title + (f" (held at {held})" if held else ""), fontsize=9)
+    title = fig.suptitle(title + (f" (held at {held})" if held else ""), fontsize=9)
+    arrange(fig, axes, legend, "right", title)
     return fig

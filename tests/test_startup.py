@@ -4,7 +4,8 @@ Every check runs the command in a fresh interpreter (``python -c`` calling ``swe
 ``sys.modules`` afterwards: ``sweep --help`` imports neither JAX nor the training path nor matplotlib;
 ``sweep theory`` (its help and a table) and ``sweep status DIR`` import JAX (the mean-field theory needs
 it) but not the training path (sweep.runner.engine, sweep.runner.train, sweep.nets.forward, optax) or
-matplotlib. The package's public names stay importable (``from sweep import run``), loaded on first use.
+matplotlib; ``sweep plot DIR`` not the training path either, nor SciPy. The package's public names stay
+importable (``from sweep import run``), loaded on first use.
 """
 
 from __future__ import annotations
@@ -82,6 +83,25 @@ def test_status_imports_no_training_path_no_matplotlib(tmp_path):
     code, modules = imported_by("status", str(out))
     assert code == 0
     assert not loaded(modules, TRAINING + PLOTTING)
+
+
+def test_plot_imports_no_training_path_nor_scipy(tmp_path):
+    """``sweep plot`` of a run's standard figures: no training path, and neither SciPy nor the spectra's
+    theory (imported where a run has Jacobian spectra); the figures' theory curves come from the file
+    ``sweep run`` kept beside them."""
+    experiment = tmp_path / "tiny.toml"
+    experiment.write_text(
+        "[model]\nwidth = 8\ndepth = 3\nsigma_w2 = [1.0, 2.0]\n"
+        '[data]\nname = "gaussian_mixture"\nn_train = 64\nn_test = 32\ninput_dim = 8\n'
+        "[train]\nsteps = 2\nbatch_size = 8\n[measure]\nn_eval = 16\nevery = 1\n"
+    )
+    out = tmp_path / "run"
+    assert main(["run", str(experiment), "--out", str(out), "--quiet"]) == 0
+    assert (out / "figures" / "theory_curves.npz").exists()
+    code, modules = imported_by("plot", str(out))
+    assert code == 0
+    assert not loaded(modules, (*TRAINING, "scipy", "sweep.theory.spectral_moments"))
+    assert "plots" in modules
 
 
 def test_public_names_load_on_first_use():
