@@ -19,6 +19,7 @@ without JAX.
 from __future__ import annotations
 
 import argparse
+import gc
 import shlex
 import signal
 import sys
@@ -189,30 +190,21 @@ def _plot(results, out: Path, pdf: bool = False) -> list[Path]:
 
 
 def _plot_command(args: argparse.Namespace) -> int:
-    """``sweep plot DIR``: load the results and draw their figures. What is alive is frozen for the garbage
-    collector as the command starts, and again by ``plots.figures.draw_all`` once xarray, matplotlib and
-    the results are loaded (the collector's passes over those long-lived objects were 0.3 s of a 2 s
-    command); unfrozen at the end, for a caller that goes on."""
-    import gc
-
+    """``sweep plot DIR``: load the results and draw their figures (``main`` pauses the garbage collector
+    around it)."""
     from sweep.storage.compile_cache import use_compile_cache
     from sweep.storage.integrity import WriteFailed
+    from sweep.storage.rundir import load
 
-    gc.freeze()
+    # theory curves not kept beside the figures (a run drawn with --no-plot, or by older code) are
+    # computed: their small programs are worth keeping too (compiled: 2-3 s; loaded: 0.5 s)
+    use_compile_cache(min_compile_seconds=0.0)
+    results = load(args.directory)
     try:
-        from sweep.storage.rundir import load
-
-        # theory curves not kept beside the figures (a run drawn with --no-plot, or by older code) are
-        # computed: their small programs are worth keeping too (compiled: 2-3 s; loaded: 0.5 s)
-        use_compile_cache(min_compile_seconds=0.0)
-        results = load(args.directory)
-        try:
-            figures = _plot(results, args.directory, args.pdf)
-        except WriteFailed as failure:
-            saved = f"the results (untouched) and the figures before {failure.path.name}"
-            raise failure.telling(saved, f"{failure.path.name} and the figures after it") from None
-    finally:
-        gc.unfreeze()
+        figures = _plot(results, args.directory, args.pdf)
+    except WriteFailed as failure:
+        saved = f"the results (untouched) and the figures before {failure.path.name}"
+        raise failure.telling(saved, f"{failure.path.name} and the figures after it") from None
     for path in figures:
         print(f"figure: {path}")
     return 0
@@ -250,6 +242,21 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)
+    if args.command != "plot":
+        return _command(argv, args)
+    # sweep plot makes little garbage next to the long-lived objects it imports (JAX, xarray, matplotlib):
+    # the garbage collector's passes over them were 0.3-0.4 s of a 2 s command (5 MB more without them)
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _command(argv, args)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _command(argv: list[str], args: argparse.Namespace) -> int:
+    """Run the parsed command; errors become the messages and exit codes ``main`` documents."""
     from sweep.config import ConfigError  # after parsing: `sweep --help` needs neither (nor JAX)
     from sweep.storage.integrity import DamagedFile, DamagedRun, WriteFailed
 
