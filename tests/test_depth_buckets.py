@@ -11,12 +11,11 @@ import pytest
 from sweep.config import experiment_from_dict
 from sweep.config import grid as grid_module
 from sweep.config.grid import MASKED_WORK_LIMIT, choose_buckets, groups
-from sweep.nets.contract import register_architecture
+from sweep.nets import contract
 from sweep.nets.initialisers import unit_draws, unit_draws_at_depth
 from sweep.nets.mlp import MLP
 from sweep.runner import engine
 
-register_architecture("mlp_without_buckets", MLP._replace(depth_buckets=False))
 OUTPUTS = ("train_loss", "train_accuracy", "test_accuracy", "grad_norm", "q_layer", "c_layer")
 
 
@@ -117,6 +116,8 @@ def test_a_bucket_gives_the_numbers_of_per_depth_programs(monkeypatch, model):
 
 
 def test_no_buckets_with_a_jacobian_or_an_architecture_without_them(monkeypatch):
+    # registered for this test only: other tests list the registered architectures
+    monkeypatch.setitem(contract._REGISTRY, "mlp_without_buckets", MLP._replace(depth_buckets=False))
     monkeypatch.setattr(grid_module, "BUCKETS", 2)
     monkeypatch.setattr(grid_module, "MASKED_WORK_LIMIT", 0.5)
     assert len(groups(experiment_from_dict(_experiment({})))) == 2

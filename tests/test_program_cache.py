@@ -14,7 +14,7 @@ def test_entries_are_named_by_the_program_and_kept_only_for_code_in_sweep(tiny, 
     from sweep.config import experiment_from_dict
     from sweep.config.grid import groups
     from sweep.data import load_dataset
-    from sweep.nets.contract import register_architecture
+    from sweep.nets import contract
 
     experiment = experiment_from_dict(tiny)
     group = groups(experiment)[0]
@@ -29,7 +29,7 @@ def test_entries_are_named_by_the_program_and_kept_only_for_code_in_sweep(tiny, 
     def own_block(params, state, s, spec):  # a user's block: its code is not in the source digest
         return MLP.block(params, state, s, spec)
 
-    register_architecture("mlp_own_block", MLP._replace(block=own_block))
+    monkeypatch.setitem(contract._REGISTRY, "mlp_own_block", MLP._replace(block=own_block))
     tiny["model"]["arch"] = "mlp_own_block"
     experiment = experiment_from_dict(tiny)
     group = groups(experiment)[0]
