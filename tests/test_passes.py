@@ -36,15 +36,15 @@ def test_passes_on_a_cpu_hold_a_cache_of_one_layer():
         assert largest * layer <= CPU_PASS_BYTES or largest == 1
         assert (largest + 1) * layer > CPU_PASS_BYTES
     # the shapes measured in the module docstring
-    shapes = [(32, 32), (64, 64), (128, 32), (128, 128)]
-    picks = [variants_per_pass(4 * (b * w + w * w), 64, "cpu") for w, b in shapes]
-    assert picks == [16, 5, 2, 1]  # 64 variants in 4 passes of 16 (20 would leave a pass of 4)
+    shapes = [(32, 32, 64), (64, 64, 7), (128, 32, 64), (32, 128, 64), (128, 128, 64)]
+    picks = [variants_per_pass(4 * (b * w + w * w), n, "cpu") for w, b, n in shapes]
+    assert picks == [6, 1, 1, 2, 1]  # 64 variants in 11 passes of 6 (the last of 4)
 
 
 @pytest.mark.parametrize("n", [1, 2, 5, 17, 20, 21, 64, 1000])
 def test_passes_are_balanced_and_never_larger_than_allowed(n):
     layer = 4 * (32 * 32 + 32 * 32)
-    largest = largest_pass(layer, "cpu")  # 20
+    largest = largest_pass(layer, "cpu")  # 6
     k = variants_per_pass(layer, n, "cpu")
     passes = -(-n // k)
     assert k <= largest and k <= n

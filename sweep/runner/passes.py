@@ -6,16 +6,19 @@ the passes. The numbers are the same whatever ``k`` is: variants never meet.
 
 - On an accelerator, ``k = V``: one vmap over every variant keeps the chip busy.
 - On a CPU, a training step of a vmap over ``V`` variants walks through every variant's weights and
-  activations of a layer before it moves to the next layer. Once those no longer fit the core's L2
-  cache, every product and every elementwise operation streams them from farther away. ``k`` is chosen
-  so that one layer's weights and activations of the ``k`` variants of a pass fill about
-  ``CPU_PASS_BYTES`` (a third of a 512 KB L2 cache), and small nets still run enough variants at once
-  to amortise each operation's fixed cost.
+  activations of a layer before it moves to the next layer. Once those no longer fit close to the core,
+  every product and every elementwise operation streams them from farther away. ``k`` is chosen so
+  that one layer's weights and activations of the ``k`` variants of a pass fill about
+  ``CPU_PASS_BYTES`` (one and a half times a 32 KB L1 data cache), and small nets still run several
+  variants at once to amortise each operation's fixed cost.
 
-Measured on a 2-core CPU (depth-20 tanh MLPs, SGD, an interleaved in-process A/B of ``run_seconds``
-against one vmap over all variants; width x batch: best ``k``, its time relative to one vmap):
-32x32: k=16, 0.85; 64x64: k=2-4, 0.85; 128x32: k=2, 0.70; 128x128: k=1-2, 0.87; 32x128: k=4, 0.95.
-The rule below allows at most k = 20, 5, 2, 1 and 8 there (64 variants of 32x32: 4 passes of 16).
+Measured on a 2-core CPU (32 KB L1d, 1 MB L2 per core; depth-20 or -30 tanh MLPs, SGD, an interleaved
+in-process A/B of ``run_seconds``, two rounds; width x batch, variants per device: ``k`` -> seconds):
+32x32, 64: k=6 3.2-3.3, k=8 3.1-3.6, k=11 3.4-3.5, k=16 3.9-4.7, k=32 4.2-4.7, k=64 5.2;
+64x64, 7 (the demo's groups): k=1 7.2-7.4, k=2 7.8-9.0, k=3 8.9-9.4, k=4 10.0-10.4, k=7 9.1-9.6;
+128x32, 64: k=1 15.3-17.0, k=2 16.3-17.1; 32x128, 64: k=2 4.6-5.6, k=4 4.5-4.8, k=8 4.7-4.9.
+The rule below gives k = 6, 1, 1 and 2 there (and 1 at 128x128). An earlier machine (512 KB L2)
+measured 32x32: k=16 best and 64x64: k=2-4, both 0.85 of one vmap over all variants.
 
 Passes also lower the memory a chunk needs: a pass's training buffers are reused by the next pass,
 only the recorded measurements are held for every variant (``sweep.runner.memory``).
@@ -31,7 +34,7 @@ import jax.numpy as jnp
 
 from sweep.nets.contract import Spec
 
-CPU_PASS_BYTES = 160 * 2**10  # one layer's weights and activations of one pass, on a CPU
+CPU_PASS_BYTES = 48 * 2**10  # one layer's weights and activations of one pass, on a CPU
 
 
 def one_layer_bytes(model: Spec, batch_size: int) -> int:
