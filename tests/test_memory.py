@@ -127,7 +127,13 @@ def test_available_bytes_is_positive_and_below_physical_memory():
 
 @pytest.mark.parametrize(
     ("activation", "width", "batch", "per_pass"),
-    [("tanh", 32, 64, 4), ("gelu", 32, 64, 4), ("tanh", 16, 8, 16), ("tanh", 64, 16, 2), ("tanh", 128, 32, 1)],
+    [
+        ("tanh", 32, 64, 4),
+        ("gelu", 32, 64, 4),
+        ("tanh", 16, 8, 16),
+        ("tanh", 64, 16, 2),
+        ("tanh", 128, 32, 1),
+    ],
 )  # phi' from phi's output, and from h; passes of several, one pass of all, passes of a few wider nets,
 # passes of one (a scan over the variants, unbatched)
 def test_estimate_covers_the_compiled_programs_buffers(activation, width, batch, per_pass):
