@@ -103,11 +103,13 @@ def test_layer_norm_correlations_of_a_wide_network_follow_the_map():
     spec = mlp.spec(64, 1024, 8, 2, activation="tanh", norm="layer")
     z = jax.random.normal(jax.random.key(7), (2, 64))
     x = jnp.stack([z[0], 0.3 * z[0] + math.sqrt(1 - 0.09) * z[1]])
-    measured = []
-    for seed in range(8):
+
+    @jax.jit  # one compile for the 8 draws (run op by op, each forward pass took ~1 s)
+    def correlations(seed: jax.Array) -> jax.Array:
         params, state = mlp.MLP.init(jax.random.key(seed), {"sigma_w2": 2.0, "sigma_b2": 0.05}, spec)
-        measured.append(np.asarray(forward(mlp.MLP, params, state, x, spec)[1]["c"][:-1, 0]))
-    measured = np.mean(measured, axis=0)
+        return forward(mlp.MLP, params, state, x, spec)[1]["c"][:-1, 0]
+
+    measured = np.mean([np.asarray(correlations(seed)) for seed in range(8)], axis=0)
     predicted = [measured[0]]
     for _ in range(len(measured) - 1):
         predicted.append(float(layer_norm_c_map("tanh", 2.0, 0.05, np.float64(predicted[-1]))))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from plots.figures import FIGURES, draw_all
+from plots.figures import FIGURES
 from plots.residual import (
     families,
     measured_ratio,
@@ -161,22 +161,5 @@ def test_residual_gradients_grow_slower_than_plain_and_stay_bounded_when_scaled(
     assert float(ratio.sel(branch_scaling="inv_sqrt_depth")) < 3.0
 
 
-@pytest.mark.slow
-def test_the_tiny_runs_draw_the_residual_figures(tmp_path):
-    tiny = [
-        "model.activation=tanh",
-        "model.width=8",
-        "model.depth=[2, 3]",
-        "train.batch_size=8",
-        "data.n_train=64",
-        "data.n_test=16",
-        "measure.every=2",
-        "measure.n_eval=16",
-    ]
-    drawn = {}
-    for run, steps in (("gradients", 0), ("trainability", 4)):
-        results = engine.run(EXPERIMENT, None, [*tiny, f"train.steps={steps}"], scale="quick", run=run)
-        drawn[run] = {p.stem for p in draw_all(results, tmp_path / run)}
-    assert "residual_gradients" in drawn["gradients"]
-    assert "residual_trainability" in drawn["trainability"] and "phase_diagram" not in drawn["trainability"]
-    plt.close("all")
+# The experiment file's tiny runs and the figures they must draw (residual_gradients; residual_trainability
+# and not the MLP phase diagram): tests/test_experiments.py (test_experiment_runs_at_tiny_scale, DRAWS).
