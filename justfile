@@ -17,11 +17,11 @@ demo: setup
 test: setup
     {{venv}}/bin/ruff check sweep plots tests benchmarks docs
     {{venv}}/bin/ruff format --check sweep plots tests benchmarks docs
-    {{py}} -m pytest -q
+    {{py}} -m pytest -q -n auto
 
 # the fast subset of the tests (slow physics and end-to-end checks left out)
 test-fast: setup
-    {{py}} -m pytest -q -m "not slow"
+    {{py}} -m pytest -q -n auto -m "not slow"
 
 # benchmarks (not part of the tests); the PyTorch comparisons need the bench extra
 bench: setup
