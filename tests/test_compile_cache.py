@@ -103,3 +103,21 @@ def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.delenv("SWEEP_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert cache_dir() == tmp_path / "sweep" / "xla"
+
+
+@pytest.mark.slow
+def test_a_run_keeps_the_theory_programs_and_not_single_operations(tmp_path):
+    """The mean-field solve (0.3-1 s to compile, below JAX's default threshold of 1 s) is stored, so a
+    warm run does not compile it again beside the training; eager one-operation programs are not."""
+    experiment = tmp_path / "exp.toml"
+    experiment.write_text(EXPERIMENT)
+    cache = tmp_path / "cache"
+    env = {
+        key: value for key, value in os.environ.items() if key != "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"
+    }
+    _run(experiment, tmp_path / "a", env | {"SWEEP_CACHE_DIR": str(cache)})
+    names = [p.name for p in cache.iterdir() if p.is_file()]
+    assert any(name.startswith("jit__solve-") for name in names), names
+    assert not [name for name in names if name.startswith(("jit_reshape-", "jit_convert_element_type-"))], (
+        names
+    )

@@ -36,7 +36,7 @@ from sweep.runner.chunks import Chunk, plan_chunks, shard_cap, shard_chunks, wor
 from sweep.runner.devices import cpu_cores, use_every_cpu_core, use_quick_cpu_compiles
 from sweep.runner.train import CompiledGroup, GroupSpec, TrainData, compile_group, run_chunk, train_data
 from sweep.storage import store
-from sweep.storage.compile_cache import use_compile_cache
+from sweep.storage.compile_cache import RUN_MIN_COMPILE_SECONDS, use_compile_cache
 from sweep.storage.integrity import DamagedFile
 from sweep.storage.results import Part, assemble
 from sweep.storage.rundir import chunk_identity, collect, read_saved
@@ -159,7 +159,7 @@ def run(
         progress = sys.stderr.isatty()
     use_every_cpu_core()  # before JAX starts; no effect once it has, or if the user chose
     use_quick_cpu_compiles()
-    use_compile_cache()
+    use_compile_cache(min_compile_seconds=RUN_MIN_COMPILE_SECONDS)
     experiment = as_experiment(source, tuple(overrides), scale, run)
     out_dir = Path(out) if out is not None else None
     sharded = shard[1] > 1

@@ -6,8 +6,11 @@ experiments. ``use_compile_cache`` points JAX's cache at ``SWEEP_CACHE_DIR`` (de
 ``$XDG_CACHE_HOME/sweep/xla``, else ``~/.cache/sweep/xla``); ``SWEEP_CACHE_DIR=off`` turns it off, and
 a cache the user configured for JAX (``JAX_COMPILATION_CACHE_DIR`` or ``jax.config``) is left alone.
 JAX keys every entry by the program, the JAX and XLA versions, the devices and the compiler flags, so an
-entry is only ever reused for the same computation; programs compiled in under a second are not stored
-(``sweep plot`` stores every program: those of the theory curves take 0.01-1.3 s each).
+entry is only ever reused for the same computation. A run stores the programs that took at least
+``RUN_MIN_COMPILE_SECONDS`` to compile: its groups' programs and the theory's (the mean-field solve and
+the boundary search, 0.3-1 s each on 2 cores; under JAX's default of 1 s they were compiled again in
+every process, 1.5-2.6 s beside the training), not the one-operation programs of eager array code (10-20
+ms each). ``sweep plot`` stores every program: those of the theory curves take 0.01-1.3 s each.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pathlib import Path
 import jax
 
 OFF = ("off", "0", "false", "no", "")
+RUN_MIN_COMPILE_SECONDS = 0.05  # what `sweep run` stores (JAX's default: 1 s)
 
 
 def cache_dir() -> Path | None:
