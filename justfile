@@ -9,7 +9,7 @@ setup:
     {{py}} -m pip install -q --upgrade pip
     {{py}} -m pip install -q -e '.[test]'
 
-# the built-in demo: tanh MLP on MNIST-1D, trainability phase diagram (a few minutes on 2 cores)
+# the built-in demo: tanh MLPs on a Gaussian mixture, trainability phase diagram (about a minute on 2 cores)
 demo: setup
     {{venv}}/bin/sweep demo --out runs/demo
 
