@@ -11,6 +11,8 @@ norm's beside them (no batch-size effect; its theory is chi_1 of one example's g
 
 from __future__ import annotations
 
+import math
+
 import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr
@@ -140,7 +142,8 @@ def normalisation_depth_figure(ds: xr.Dataset) -> Figure:
             label, colour, marker = NORM_STYLES.get(norm, (norm, "0.5", "o"))
             label = f"{name}, {label}" if arch is not None else label
             rate = hold_first(growth.sel(norm=norm, **where), ("depth", "seed")).isel(depth=-1)
-            rate = float(np.nanmean(rate.values)) ** 0.5
+            finite = rate.values[np.isfinite(rate.values)]  # none at a depth too shallow to measure growth
+            rate = float(np.mean(finite)) ** 0.5 if finite.size else math.nan
             if np.isfinite(rate):
                 label += f": gradient x{rate:.3g} per layer at init"
             values = hold_first(accuracy.sel(norm=norm, **where), ("depth", "seed"))
